@@ -1,0 +1,22 @@
+"""Errors raised while loading and compiling grammar files.
+
+Every problem with a grammar file is a `GrammarError` that names the file and, where it can be traced, the
+line of the YAML file the problem comes from; ``str(err)`` reads ``file:line: message`` like a compiler.
+"""
+from __future__ import annotations
+
+
+class GrammarError(Exception):
+    """A grammar file (or a grammar name) that cannot be loaded or compiled."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.file or "<grammar>"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.message}"

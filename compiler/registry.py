@@ -1,0 +1,224 @@
+"""Finding grammars: bundled names, files, reasoning grammars, model-name matching, and the compile cache.
+
+Bundled tool-call grammars are ``grammars/<name>.yaml``; reasoning grammars are
+``grammars/reasoning/<name>.yaml``.  A name may also be a path to a ``.yaml`` file.  Compiled grammars are
+cached in memory (per file contents and reasoning) and on disk (a pickle per content hash, in
+``$TOOLGRAM_CACHE`` or ``~/.cache/toolgram``), so a process pays Lark's table construction once per grammar.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import pickle
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from .build import compile_data, read, reasoning_spec
+from .compiled import CompiledGrammar, ReasoningSpec
+from .errors import GrammarError
+
+_CACHE_VERSION = "1"
+DEFAULT = object()
+
+
+def grammars_dir() -> Path:
+    return Path(str(resources.files("toolgram.grammars")))
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def grammar_names() -> list[str]:
+    """Names of the bundled tool-call grammars."""
+    return _names(grammars_dir())
+
+
+def reasoning_names() -> list[str]:
+    return _names(grammars_dir() / "reasoning")
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or os.sep in name or "/" in name
+
+
+def grammar_path(name: str) -> Path:
+    if _is_path(name):
+        return Path(name)
+    path = grammars_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise GrammarError(f"no grammar named {name!r}; bundled: {', '.join(grammar_names())}")
+    return path
+
+
+def reasoning_path(name: str) -> Path:
+    if _is_path(name):
+        return Path(name)
+    path = grammars_dir() / "reasoning" / f"{name}.yaml"
+    if not path.exists():
+        raise GrammarError(f"no reasoning grammar named {name!r}; bundled: {', '.join(reasoning_names())}")
+    return path
+
+
+def _fingerprint(*paths: Path) -> str:
+    h = hashlib.sha256(_CACHE_VERSION.encode())
+    for p in paths:
+        try:
+            h.update(p.read_bytes())
+        except OSError as e:
+            raise GrammarError(f"cannot read: {e.strerror}", str(p)) from None
+        h.update(b"\0")
+    try:
+        import lark
+        h.update(lark.__version__.encode())
+    except Exception:  # pragma: no cover
+        pass
+    return h.hexdigest()
+
+
+def _cache_dir() -> Path | None:
+    root = os.environ.get("TOOLGRAM_CACHE")
+    if root == "":
+        return None
+    return Path(root) if root else Path.home() / ".cache" / "toolgram"
+
+
+def _disk_get(key: str):
+    d = _cache_dir()
+    if d is None:
+        return None
+    try:
+        with open(d / f"{key}.pickle", "rb") as f:
+            return pickle.load(f)
+    except Exception:
+        return None
+
+
+def _disk_put(key: str, value) -> None:
+    d = _cache_dir()
+    if d is None:
+        return
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f"{key}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, d / f"{key}.pickle")
+    except Exception:
+        pass
+
+
+def load_reasoning(name: str) -> ReasoningSpec:
+    path = reasoning_path(name)
+    data, lines = read(path)
+    if data.get("kind") != "reasoning":
+        raise lines.error("not a reasoning grammar (kind: reasoning)", ("kind",))
+    return reasoning_spec(data, lines)
+
+
+def _resolve(path: Path, seen=()) -> tuple[dict, object, list[Path]]:
+    """The data of a tool-call grammar file, following ``alias_of``."""
+    data, lines = read(path)
+    if data.get("kind") == "reasoning":
+        raise lines.error("this is a reasoning grammar; load it with reasoning=...", ("kind",))
+    files = [path]
+    if "alias_of" in data:
+        target = data["alias_of"]
+        if target in seen or target == data["name"]:
+            raise lines.error(f"alias cycle through {target!r}", ("alias_of",))
+        tdata, tlines, tfiles = _resolve(grammar_path(target), seen + (data["name"],))
+        merged = dict(tdata)
+        merged.update({k: v for k, v in data.items() if k != "alias_of"})
+        merged["alias_of"] = target
+        merged.setdefault("corpus", None)
+        return merged, tlines, files + tfiles
+    return data, lines, files
+
+
+@lru_cache(maxsize=256)
+def _compile_cached(path: str, reasoning: str | None, key: str) -> CompiledGrammar:
+    hit = _disk_get(key)
+    if isinstance(hit, CompiledGrammar):
+        return hit
+    data, lines, _ = _resolve(Path(path))
+    rspec = load_reasoning(reasoning) if reasoning else None
+    compiled = compile_data(data, lines, rspec, import_dir=str(grammars_dir()))
+    compiled.alias_of = data.get("alias_of")
+    _disk_put(key, compiled)
+    return compiled
+
+
+def load(name: str, reasoning=DEFAULT) -> CompiledGrammar:
+    """Compile (or fetch from cache) a tool-call grammar by bundled name or path."""
+    path = grammar_path(name)
+    data, _, files = _resolve(path)
+    if reasoning is DEFAULT:
+        reasoning = data.get("reasoning")
+    rfiles = [reasoning_path(reasoning)] if reasoning else []
+    key = _fingerprint(*files, *rfiles) + (f"-{reasoning}" if reasoning else "")
+    return _compile_cached(str(path.resolve()), reasoning, key)
+
+
+def _specificity(glob: str) -> int:
+    return sum(1 for ch in glob if ch not in "*?[]")
+
+
+def _matches(glob: str, model: str) -> bool:
+    g, m = glob.lower(), model.lower().rstrip("/")
+    if fnmatch.fnmatchcase(m, g):
+        return True
+    base = m.rsplit("/", 1)[-1]
+    gbase = g.rsplit("/", 1)[-1]
+    return "/" in g and fnmatch.fnmatchcase(base, gbase)
+
+
+def _best(model: str, entries) -> str | None:
+    best: list[tuple[int, str]] = []
+    for name, globs in entries:
+        score = max((_specificity(g) for g in globs if _matches(g, model)), default=-1)
+        if score >= 0:
+            best.append((score, name))
+    if not best:
+        return None
+    best.sort(reverse=True)
+    return best[0][1]
+
+
+def model_table() -> list[tuple[str, tuple]]:
+    out = []
+    for name in grammar_names():
+        data, _ = read(grammars_dir() / f"{name}.yaml")
+        out.append((name, tuple(data.get("models", ()))))
+    return out
+
+
+def reasoning_table() -> list[tuple[str, tuple]]:
+    out = []
+    for name in reasoning_names():
+        data, _ = read(grammars_dir() / "reasoning" / f"{name}.yaml")
+        out.append((name, tuple(data.get("models", ()))))
+    return out
+
+
+def for_model(model: str) -> str | None:
+    """The bundled tool-call grammar whose model globs match ``model`` best (most specific glob)."""
+    return _best(model, model_table())
+
+
+def reasoning_for_model(model: str) -> str | None:
+    return _best(model, reasoning_table())
+
+
+def ambiguities(model: str, entries) -> list[str]:
+    """Grammars that tie for ``model`` (a bundled-table bug if more than one)."""
+    scores = []
+    for name, globs in entries:
+        score = max((_specificity(g) for g in globs if _matches(g, model)), default=-1)
+        if score >= 0:
+            scores.append((score, name))
+    if not scores:
+        return []
+    top = max(s for s, _ in scores)
+    return sorted(n for s, n in scores if s == top)

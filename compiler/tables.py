@@ -1,0 +1,143 @@
+"""Streaming tables: from Lark's LALR parse table to what the incremental runtime needs per state.
+
+For every parser state this derives which markers, patterns, encoding blocks and text runs may start there,
+and, for a text run, the markers that end it (the literals that may follow it in the grammar).  It also
+marks the *safe* states (where content or reasoning text may be lexed: error recovery returns there) and the
+states whose reduction does not depend on the next token (reduced at once, so a call ends as soon as its last
+marker is read).  Grammar shapes the runtime cannot stream (two text runs possible at one point, a text run
+followed by something other than a marker) are rejected here with the terminal's line.
+"""
+from __future__ import annotations
+
+import re
+
+from lark.parsers.lalr_analysis import Shift
+
+from .compiled import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
+
+
+def _alternation(literals) -> re.Pattern | None:
+    if not literals:
+        return None
+    return re.compile("|".join(re.escape(x) for x in sorted(literals, key=len, reverse=True)))
+
+
+def _prefixes(literals) -> frozenset:
+    return frozenset(x[:i] for x in literals for i in range(1, len(x)))
+
+
+def parse_table(lark_instance, terminal_names: set[str], call_rule: str):
+    """Lark's LALR table as (actions, gotos, rules, start_states, end_states) with integer encodings."""
+    pt = lark_instance.parser.parser.parser.parse_table
+    n = len(pt.states)
+    actions: list[dict] = [dict() for _ in range(n)]
+    gotos: list[dict] = [dict() for _ in range(n)]
+    rules: list[Rule] = []
+    index: dict = {}
+    for state, acts in pt.states.items():
+        for sym, (act, arg) in acts.items():
+            if act is Shift:
+                if sym in terminal_names or sym == END:
+                    actions[state][sym] = arg
+                else:
+                    gotos[state][sym] = arg
+            else:
+                i = index.get(arg)
+                if i is None:
+                    i = index[arg] = len(rules)
+                    rules.append(Rule(arg.origin.name, len(arg.expansion), arg.origin.name == call_rule))
+                actions[state][sym] = -(i + 1)
+    return actions, gotos, rules, dict(pt.start_states), dict(pt.end_states)
+
+
+def default_reductions(actions: list[dict]) -> list:
+    out = []
+    for acts in actions:
+        values = set(acts.values())
+        only = next(iter(values)) if len(values) == 1 else 0
+        out.append(-only - 1 if only < 0 else None)
+    return out
+
+
+def safe_states(actions: list[dict], specs: dict[str, TerminalSpec]) -> list[bool]:
+    return [any(t in specs and specs[t].kind == TEXT and specs[t].role in ("content", "reasoning") for t in acts)
+            for acts in actions]
+
+
+def triggers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], state: int) -> tuple:
+    """Markers that, lexed in ``state``, lead out of content into a tool-call region."""
+    out = []
+    for t, act in actions[state].items():
+        spec = specs.get(t)
+        if spec is not None and spec.kind == LITERAL and act >= 0 and not safe[act]:
+            out.append(spec.literal)
+    return tuple(sorted(set(out), key=lambda x: (-len(x), x)))
+
+
+def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], block_first: dict,
+                 error) -> list[StateLexer]:
+    """One `StateLexer` per state.  ``error(message, terminal)`` raises the grammar error."""
+    lexers = []
+    shift_targets: dict[str, list[int]] = {}
+    for acts in actions:
+        for t, a in acts.items():
+            if a >= 0:
+                shift_targets.setdefault(t, []).append(a)
+    for state, acts in enumerate(actions):
+        literals: dict[str, str] = {}
+        patterns, lookaheads, blocks, texts = [], [], [], []
+        for t in acts:
+            if t == END:
+                continue
+            spec = specs[t]
+            if spec.kind == LITERAL:
+                other = literals.get(spec.literal)
+                if other is not None and other != t:
+                    error(f"terminals {other} and {t} are the same marker {spec.literal!r}", t)
+                literals[spec.literal] = t
+            elif spec.kind == PATTERN:
+                patterns.append((spec.pattern, t))
+            elif spec.kind == LOOKAHEAD:
+                lookaheads.append((t, spec.lookahead))
+            elif spec.kind == BLOCK:
+                blocks.append((t, block_first.get(spec.block)))
+            elif spec.kind == TEXT:
+                texts.append(t)
+        if len(texts) > 1:
+            error(f"text terminals {' and '.join(sorted(texts))} can both start at the same point; "
+                  f"a point of the grammar may hold at most one free-text terminal", sorted(texts)[1])
+        lex = StateLexer(
+            literal_re=_alternation(literals), literal_terms=literals,
+            literal_prefixes=_prefixes(literals), literal_max=max(map(len, literals), default=0),
+            patterns=tuple(sorted(patterns, key=lambda p: p[1])), lookaheads=tuple(lookaheads),
+            blocks=tuple(blocks), accepts_end=END in acts, safe=safe[state])
+        if texts:
+            text = texts[0]
+            stops = set()
+            # what may follow the run: the state it shifts to (after any reductions: every such state)
+            after = [acts[text]] if acts[text] >= 0 else shift_targets.get(text, [])
+            for f in {f for a in after for f in actions[a]}:
+                if f == END or f == text:
+                    continue
+                fspec = specs[f]
+                if fspec.kind == LITERAL:
+                    stops.add(fspec.literal)
+                elif fspec.kind == LOOKAHEAD:
+                    stops.update(fspec.lookahead)
+                else:
+                    error(f"text terminal {text} can be followed directly by {fspec.kind} terminal {f}; "
+                          f"a text run must end at a literal marker", text)
+            lex.text = text
+            lex.stop_re = _alternation(stops)
+            lex.stop_prefixes = _prefixes(stops)
+            lex.stop_first = "".join(sorted({s[0] for s in stops}))
+            lex.stop_max = max(map(len, stops), default=0)
+        lexers.append(lex)
+    return lexers
+
+
+def build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error) -> Tables:
+    safe = safe_states(actions, specs)
+    return Tables(actions=actions, gotos=gotos, rules=rules, default_reduce=default_reductions(actions),
+                  lexers=build_lexers(actions, safe, specs, block_first, error),
+                  start_states=start_states, end_states=end_states)

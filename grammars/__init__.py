@@ -1,0 +1,2 @@
+"""Bundled grammar files (package data): <name>.yaml tool-call grammars, reasoning/<name>.yaml reasoning
+grammars, corpus/<name>.yaml example corpora."""

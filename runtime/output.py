@@ -1,0 +1,308 @@
+"""Turning parser events into OpenAI deltas, the parse result and the segments, with commit semantics.
+
+The parser reports what it reads: content and reasoning text, markup, and call events (a name, an id,
+argument pieces, keys and values).  `Output` decides when each becomes visible:
+
+* Text of a tool-call *region* (from its first marker on) is held as *pending* until the region either
+  commits a call (its name is complete, or per the grammar's ``commit`` policy its arguments start), or
+  returns to content (then it was markup), or fails (then all of it comes back as content: nothing lost).
+* A committed call is never taken back.  Its name goes out once; its arguments stream.  If the text ends
+  or breaks inside it, its arguments are closed as sent (``truncated``) and what follows is content.
+
+Deltas are the dicts of ``choices[0].delta`` in a chat.completion.chunk; consecutive pieces of the same kind
+produced by one ``feed`` are merged into one delta.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+from .arguments import ArgsBuilder
+from .schema_values import ToolSchemas
+from .types import ParseResult, ToolCall
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_call_id() -> str:
+    return "call_" + "".join(secrets.choice(_ALNUM) for _ in range(24))
+
+
+class _Call:
+    __slots__ = ("index", "id", "native_id", "name", "builder", "committed", "unsent", "parts",
+                 "truncated", "unknown")
+
+    def __init__(self, schemas: ToolSchemas):
+        self.index = -1
+        self.id = None
+        self.native_id = None
+        self.name = None
+        self.builder = ArgsBuilder(schemas, self)
+        self.committed = False
+        self.unsent: list[str] = []
+        self.parts: list[str] = []
+        self.truncated = False
+        self.unknown = False
+
+
+class Output:
+    def __init__(self, schemas: ToolSchemas, policies: dict, new_id=None):
+        self.schemas = schemas
+        self.commit_on_args = policies.get("commit", "name") == "arguments"
+        self.reject_unknown = policies.get("unknown_tool", "keep") == "reject"
+        self.name_re = re.compile(policies.get("name_pattern") or r"[^\s\"'<>{}\[\]]{1,256}")
+        self.new_id = new_id or random_call_id
+        self.deltas: list[dict] = []
+        self._last = None          # kind of the last delta of this feed: "c", "r" or a call index
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: list[_Call] = []
+        self.segments: list[list] = []
+        self.in_region = False
+        self.live = True
+        self.pending: list[tuple[str, str]] = []
+        self.call: _Call | None = None
+        self.refused = False       # a call could not be committed (bad or rejected name)
+
+    # -- deltas and segments ------------------------------------------------------------------
+    def take(self) -> list[dict]:
+        out, self.deltas, self._last = self.deltas, [], None
+        return out
+
+    def _seg(self, kind: str, text: str) -> None:
+        segs = self.segments
+        if segs and segs[-1][0] == kind:
+            segs[-1][1].append(text)
+        else:
+            segs.append([kind, [text]])
+
+    def _emit_content(self, text: str) -> None:
+        self.content.append(text)
+        self._seg("content", text)
+        if self._last == "c":
+            self.deltas[-1]["content"] += text
+        else:
+            self.deltas.append({"content": text})
+            self._last = "c"
+
+    def _emit_reasoning(self, text: str) -> None:
+        self.reasoning.append(text)
+        self._seg("reasoning", text)
+        if self._last == "r":
+            self.deltas[-1]["reasoning_content"] += text
+        else:
+            self.deltas.append({"reasoning_content": text})
+            self._last = "r"
+
+    def _emit_args(self, call: _Call, text: str) -> None:
+        call.parts.append(text)
+        if self._last == call.index:
+            self.deltas[-1]["tool_calls"][0]["function"]["arguments"] += text
+        else:
+            self.deltas.append({"tool_calls": [{"index": call.index, "function": {"arguments": text}}]})
+            self._last = call.index
+
+    # -- text ----------------------------------------------------------------------------------
+    def content_text(self, text: str) -> None:
+        if self.live:
+            self._emit_content(text)
+        else:
+            self.pending.append(("content", text))
+
+    def reasoning_text(self, text: str) -> None:
+        if self.live:
+            self._emit_reasoning(text)
+        else:
+            self.pending.append(("reasoning", text))
+
+    def markup(self, text: str) -> None:
+        if not text:
+            return
+        if self.live:
+            call = self.call
+            self._seg("call" if call is not None and call.committed else "markup", text)
+        else:
+            self.pending.append(("markup", text))
+
+    # -- regions -------------------------------------------------------------------------------
+    def enter_region(self) -> None:
+        if not self.in_region:
+            self.in_region = True
+            self.live = self.call is not None and self.call.committed
+
+    def settle(self) -> None:
+        """Back in content: the region was well formed; what it held was markup."""
+        if not self.in_region:
+            return
+        if self.call is not None:
+            self.close_call()
+        for kind, text in self.pending:
+            self._flush_one(kind, text)
+        self.pending = []
+        self.in_region = False
+        self.live = True
+
+    def _flush_one(self, kind: str, text: str) -> None:
+        if kind == "content":
+            self._emit_content(text)
+        elif kind == "reasoning":
+            self._emit_reasoning(text)
+        else:
+            self._seg(kind, text)
+
+    def fail(self) -> None:
+        """The region broke: a committed call is closed as sent, everything uncommitted is content."""
+        call = self.call
+        self.call = None
+        if call is not None and call.committed:
+            call.truncated = call.builder.incomplete()
+            self._send(call, call.builder.salvage())
+        for kind, text in self.pending:
+            if kind == "reasoning":
+                self._emit_reasoning(text)
+            else:
+                self._emit_content(text)
+        self.pending = []
+        self.in_region = False
+        self.live = True
+        self.refused = False
+
+    def end(self) -> None:
+        """End of output after a well-formed parse."""
+        self.settle()
+        if self.call is not None:
+            self.close_call()
+
+    # -- calls ---------------------------------------------------------------------------------
+    def open_call(self) -> None:
+        if self.refused:
+            return
+        if self.call is not None:
+            self.close_call()
+        self.call = _Call(self.schemas)
+
+    def _current(self) -> _Call | None:
+        if self.refused:
+            return None
+        if self.call is None:
+            self.call = _Call(self.schemas)
+        return self.call
+
+    def name(self, name: str) -> None:
+        if self.refused:
+            return
+        call = self.call
+        if call is None or call.name is not None:
+            self.open_call()
+            call = self.call
+        call.name = name
+        if not self.commit_on_args or call.unsent:
+            self._commit(call)
+
+    def call_id(self, value: str) -> None:
+        call = self._current()
+        if call is not None and call.native_id is None:
+            call.native_id = value
+
+    def args(self, text: str) -> None:
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.raw(text))
+
+    def args_scanner(self, scanner) -> None:
+        call = self._current()
+        if call is not None:
+            call.builder.scanner = scanner
+
+    def key(self, key: str) -> None:
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.key(key))
+
+    def value_type(self, marker: str) -> None:
+        call = self._current()
+        if call is not None:
+            call.builder.value_type(marker)
+
+    def value_text(self, text: str) -> None:
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.value_text(text))
+
+    def value_json(self, text: str) -> None:
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.value_json(text))
+
+    def value_scanner(self, scanner) -> None:
+        call = self._current()
+        if call is not None:
+            call.builder.value_scanner(scanner)
+
+    def value_end(self) -> None:
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.value_end())
+
+    def close_call(self) -> None:
+        call = self.call
+        if call is None:
+            return
+        text = call.builder.finish()
+        if not call.committed:
+            if call.name is None:
+                self.call = None
+                return
+            self._commit(call)
+            if self.refused:
+                return
+        self.call = None
+        self._send(call, text)
+        if self.in_region:
+            self.live = False
+
+    def _send(self, call: _Call, text: str) -> None:
+        if not text:
+            return
+        if call.committed:
+            self._emit_args(call, text)
+        else:
+            call.unsent.append(text)
+            if self.commit_on_args and call.name is not None:
+                self._commit(call)
+
+    def _commit(self, call: _Call) -> None:
+        if call.committed or self.refused:
+            return
+        name = call.name
+        known = self.schemas.knows(name)
+        if self.name_re.fullmatch(name) is None or (self.reject_unknown and self.schemas.given and not known):
+            self.refused = True
+            self.call = None
+            return
+        call.unknown = self.schemas.given and not known
+        for kind, text in self.pending:
+            self._flush_one(kind, text)
+        self.pending = []
+        self.live = True
+        call.committed = True
+        call.index = len(self.calls)
+        call.id = call.native_id or self.new_id()
+        self.calls.append(call)
+        self.deltas.append({"tool_calls": [{"index": call.index, "id": call.id, "type": "function",
+                                            "function": {"name": name, "arguments": ""}}]})
+        self._last = call.index
+        unsent, call.unsent = call.unsent, []
+        for text in unsent:
+            self._emit_args(call, text)
+
+    # -- result --------------------------------------------------------------------------------
+    def result(self) -> ParseResult:
+        calls = [ToolCall(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
+                          truncated=c.truncated, unknown=c.unknown) for c in self.calls]
+        pending = [(k, t) for k, t in self.pending]
+        segments = [(k, "".join(parts)) for k, parts in self.segments] + pending
+        return ParseResult(content="".join(self.content) if self.content else None,
+                           reasoning_content="".join(self.reasoning) if self.reasoning else None,
+                           tool_calls=calls, segments=segments)

@@ -1,0 +1,52 @@
+"""Result types: what a parse produces (`ParseResult`, `ToolCall`) and their OpenAI shapes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ToolCall:
+    """One tool call.  ``arguments`` is JSON text (an object), exactly the concatenation of its stream."""
+
+    id: str
+    name: str
+    arguments: str
+    index: int = 0
+    type: str = "function"
+    truncated: bool = False    # the text ended (or broke) before the arguments were complete; closed as sent
+    unknown: bool = False      # tools were given and none has this name (kept: the client decides)
+
+    def to_openai(self) -> dict:
+        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
+class ParseResult:
+    """The parse of one model output.
+
+    ``segments`` is the output cut into ``(kind, text)`` pieces in order, whose texts concatenate to the input
+    exactly.  Kinds: ``content``, ``reasoning``, ``call`` (the text of a call), ``markup`` (markers and
+    separators the grammar says are markup).
+    """
+
+    content: str | None
+    reasoning_content: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    segments: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_message(self) -> dict:
+        """The OpenAI assistant message (``reasoning_content`` only when there is some)."""
+        msg: dict = {"role": "assistant", "content": self.content}
+        if self.reasoning_content is not None:
+            msg["reasoning_content"] = self.reasoning_content
+        if self.tool_calls:
+            msg["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return msg
+
+    def to_dict(self) -> dict:
+        return {
+            "content": self.content,
+            "reasoning_content": self.reasoning_content,
+            "tool_calls": [{"index": c.index, **c.to_openai(), **({"truncated": True} if c.truncated else {}),
+                            **({"unknown": True} if c.unknown else {})} for c in self.tool_calls],
+        }

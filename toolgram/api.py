@@ -1,0 +1,90 @@
+"""The public API: load a grammar, parse or stream model output with it, find the grammar for a model.
+
+    g = toolgram.load("hermes")                       # bundled name, or a path to a grammar file
+    r = g.parse(text, tools=tools)                    # ParseResult: content, reasoning_content, tool_calls
+    p = g.stream(tools=tools); p.feed(delta); p.close(); p.result
+"""
+from __future__ import annotations
+
+from .compiler import registry
+from .compiler.compiled import CompiledGrammar
+from .runtime.parser import StreamingParser
+from .runtime.types import ParseResult
+
+
+class Grammar:
+    """A compiled tool-call grammar (optionally composed with a reasoning grammar)."""
+
+    def __init__(self, compiled: CompiledGrammar):
+        self.compiled = compiled
+
+    @property
+    def name(self) -> str:
+        return self.compiled.name
+
+    @property
+    def description(self) -> str:
+        return self.compiled.description
+
+    @property
+    def models(self) -> tuple:
+        return self.compiled.models
+
+    @property
+    def reasoning(self) -> str | None:
+        r = self.compiled.reasoning
+        return r.name if r is not None else None
+
+    @property
+    def triggers(self) -> tuple:
+        """Markers that start a tool call from content."""
+        return self.compiled.triggers
+
+    def stream(self, tools=None, *, new_id=None, reasoning: bool = True) -> StreamingParser:
+        """A fresh incremental parser for one response.
+
+        ``tools``: the request's OpenAI ``tools`` (types XML-ish values, flags unknown names).
+        ``new_id``: callable returning ids for calls without a native id (default ``call_<random>``).
+        ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
+        """
+        return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning)
+
+    def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True) -> ParseResult:
+        """Parse a whole output (exactly what streaming it in one delta gives)."""
+        p = self.stream(tools, new_id=new_id, reasoning=reasoning)
+        p.feed(text)
+        p.close()
+        return p.result
+
+    def __repr__(self) -> str:
+        extra = f", reasoning={self.reasoning!r}" if self.reasoning else ""
+        return f"<Grammar {self.name!r}{extra}>"
+
+
+def load(name: str, reasoning=registry.DEFAULT) -> Grammar:
+    """Load a bundled grammar by name, or a grammar file by path.
+
+    ``reasoning``: name (or path) of a reasoning grammar to compose; by default the grammar's own
+    ``reasoning`` field; ``None`` for none.
+    """
+    return Grammar(registry.load(name, reasoning))
+
+
+def grammars() -> list[str]:
+    """Names of the bundled tool-call grammars."""
+    return registry.grammar_names()
+
+
+def reasoning_grammars() -> list[str]:
+    """Names of the bundled reasoning grammars."""
+    return registry.reasoning_names()
+
+
+def for_model(model: str) -> str | None:
+    """The bundled grammar whose model globs fit ``model`` best, or None."""
+    return registry.for_model(model)
+
+
+def reasoning_for_model(model: str) -> str | None:
+    """The bundled reasoning grammar whose model globs fit ``model`` best, or None."""
+    return registry.reasoning_for_model(model)
