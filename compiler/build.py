@@ -220,9 +220,8 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         raise lines.error(message, ("terminals", terminal) if terminal in yaml_terms else ("lark",))
 
     actions, gotos, rules, start_states, end_states = tables.parse_table(lk, set(specs), calls["rule"])
-    safe = tables.safe_states(actions, specs)
     plain = start_states.get(lark_text.PLAIN_START, start_states["start"])
-    trig = tables.triggers(actions, safe, specs, plain)
+    trig = tables.triggers(actions, specs, plain)
     if reasoning is not None and reasoning.ends_at_call:
         if not trig:
             raise lines.error("the reasoning grammar ends at a tool call, but no marker starts a call from content",

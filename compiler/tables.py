@@ -64,14 +64,21 @@ def safe_states(actions: list[dict], specs: dict[str, TerminalSpec]) -> list[boo
             for acts in actions]
 
 
-def triggers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], state: int) -> tuple:
-    """Markers that, lexed in ``state``, lead out of content into a tool-call region."""
-    out = []
-    for t, act in actions[state].items():
-        spec = specs.get(t)
-        if spec is not None and spec.kind == LITERAL and act >= 0 and not safe[act]:
-            out.append(spec.literal)
-    return tuple(sorted(set(out), key=lambda x: (-len(x), x)))
+def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) -> tuple:
+    """Markers that start a tool-call region from content: the literals that may follow a content run.
+
+    Literals acceptable only at the very start of the output (a bare call list anchored there) are not
+    triggers; if the grammar has no content run, the literals of ``state`` are.
+    """
+    content = [t for t in actions[state] if t in specs and specs[t].kind == TEXT and specs[t].role == "content"]
+    if content:
+        a = actions[state][content[0]]
+        targets = [a] if a >= 0 else [acts[content[0]] for acts in actions if acts.get(content[0], -1) >= 0]
+        keys = {t for target in targets for t in actions[target]}
+    else:
+        keys = set(actions[state])
+    out = {specs[t].literal for t in keys if t in specs and specs[t].kind == LITERAL}
+    return tuple(sorted(out, key=lambda x: (-len(x), x)))
 
 
 def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], block_first: dict,

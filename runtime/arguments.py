@@ -140,9 +140,10 @@ class ArgsBuilder:
         return "{}"
 
     def incomplete(self) -> bool:
+        """Whether a call cut short lost part of its arguments (complete raw JSON: nothing was lost)."""
         if self.mode == "raw":
-            return self.scanner is not None and not self.scanner.done
-        return self.key_ is not None
+            return not self.sent or (self.scanner is not None and not self.scanner.done)
+        return True
 
     def salvage(self) -> str:
         """The call was cut short: close what was produced (an unfinished scalar or key is dropped)."""

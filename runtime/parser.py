@@ -29,7 +29,7 @@ _END = "$END"
 
 
 class _Run:
-    __slots__ = ("term", "spec", "lex", "role", "acc", "filter", "length", "force")
+    __slots__ = ("term", "spec", "lex", "role", "acc", "filter", "length", "force", "cut")
     is_run = True
 
     def __init__(self, term, spec, lex, force):
@@ -41,6 +41,7 @@ class _Run:
         self.filter = TextFilter(spec.strip, spec.unescape) if spec.role == "value" else None
         self.length = 0
         self.force = force
+        self.cut = False          # ended by the end of the text, not by a marker
 
 
 class _Block:
@@ -250,6 +251,8 @@ class StreamingParser:
                 finished = True
             elif not eof and lex.stop_first:
                 end = n - self._partial_stop(lex, buf, pos, n)
+            else:
+                act.cut = eof
         if end > pos:
             act.length += end - pos
             self._run_text(act, buf[pos:end])
@@ -295,7 +298,9 @@ class StreamingParser:
 
     def _end_run(self, act: _Run, pos: int) -> None:
         out = self._out
-        if act.role == "accumulate":
+        if act.cut and act.role in ("accumulate", "value"):
+            pass                  # a name, key or value cut off by the end of the text is not complete
+        elif act.role == "accumulate":
             self._token_events(act.spec, "".join(act.acc))
         elif act.role == "value":
             tail = act.filter.end()

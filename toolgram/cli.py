@@ -1,0 +1,172 @@
+"""The ``toolgram`` command line: compile, parse, check and list grammars.
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (a grammar file error, an unknown name, bad tools).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import corpus
+from .api import load
+from .compiler import registry
+from .compiler.errors import GrammarError
+
+
+def _read_tools(path: str | None):
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise GrammarError(f"cannot read tools: {e}", path) from None
+    if isinstance(data, dict) and "tools" in data:
+        data = data["tools"]
+    if not isinstance(data, list):
+        raise GrammarError("tools must be a JSON list (the request's 'tools')", path)
+    return data
+
+
+def _reasoning_arg(args):
+    if getattr(args, "no_reasoning_grammar", False):
+        return None
+    return args.reasoning if args.reasoning else registry.DEFAULT
+
+
+def cmd_compile(args) -> int:
+    from .compiler.build import compile_data, read
+    data, lines = read(args.file)
+    if data.get("kind") == "reasoning":
+        from .compiler.build import reasoning_spec
+        spec = reasoning_spec(data, lines)
+        print(f"{args.file}: reasoning grammar {spec.name!r} OK")
+        return 0
+    g = load(args.file, _reasoning_arg(args))
+    c = g.compiled
+    if args.lark:
+        print(c.lark)
+        return 0
+    roles = {n: (s.kind, s.block or s.role, "name" if s.takes_name else "", "id" if s.takes_id else "")
+             for n, s in c.terminals.items() if not n.startswith("__")}
+    print(json.dumps({
+        "file": args.file, "name": c.name, "reasoning": c.reasoning.name if c.reasoning else None,
+        "states": len(c.tables.actions), "triggers": list(c.triggers),
+        "terminals": {n: " ".join(x for x in v if x) for n, v in sorted(roles.items())},
+        "policies": c.policies,
+    }, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_parse(args) -> int:
+    g = load(args.name, _reasoning_arg(args))
+    tools = _read_tools(args.tools)
+    if args.example:
+        text = g.compiled.example
+        if not text:
+            raise GrammarError(f"grammar {g.name!r} has no example", g.compiled.file)
+    elif args.input:
+        with open(args.input, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = sys.stdin.read()
+    if args.stream:
+        p = g.stream(tools, reasoning=not args.reasoning_off)
+        size = max(1, args.chunk)
+        for i in range(0, len(text), size):
+            for d in p.feed(text[i:i + size]):
+                print(json.dumps(d, ensure_ascii=False))
+        for d in p.close():
+            print(json.dumps(d, ensure_ascii=False))
+        return 0
+    r = g.parse(text, tools, reasoning=not args.reasoning_off)
+    out = r.to_dict()
+    if args.segments:
+        out["segments"] = r.segments
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_check(args) -> int:
+    names = args.names or registry.grammar_names()
+    for n in names:
+        registry.grammar_path(n)
+    report = corpus.check(names)
+    failed = 0
+    total = 0
+    for name, results in report.items():
+        bad = [(c, p) for c, p in results if p]
+        total += len(results)
+        failed += len(bad)
+        status = "ok" if not bad else f"{len(bad)} FAILED"
+        print(f"{name:16} {len(results):3} cases  {status}")
+        for case, problems in bad:
+            for problem in problems:
+                print(f"    {case.name}: {problem}")
+    print(f"{total - failed}/{total} cases passed")
+    return 1 if failed else 0
+
+
+def cmd_list(args) -> int:
+    if args.reasoning_grammars:
+        for name, models in registry.reasoning_table():
+            print(f"{name:16} {', '.join(models)}")
+        return 0
+    for name, models in registry.model_table():
+        print(f"{name:16} {', '.join(models)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="toolgram", description="Tool-call grammars for LLM serving.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="validate and compile a grammar file; print its summary",
+                       description="Validate and compile a grammar file. Problems are reported as file:line.")
+    c.add_argument("file", help="a grammar .yaml file (or a bundled name)")
+    c.add_argument("--reasoning", help="compose this reasoning grammar (name or file)")
+    c.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
+    c.add_argument("--lark", action="store_true", help="print the composed Lark grammar")
+    c.set_defaults(func=cmd_compile)
+
+    q = sub.add_parser("parse", help="parse model output (stdin) and print the result as JSON",
+                       description="Parse model output read from stdin (or --input/--example).")
+    q.add_argument("name", help="a bundled grammar name or a grammar file")
+    q.add_argument("--tools", help="JSON file with the request's tools list")
+    q.add_argument("--stream", action="store_true", help="print the streamed deltas, one JSON per line")
+    q.add_argument("--chunk", type=int, default=4, help="characters per delta with --stream (default 4)")
+    q.add_argument("--input", help="read the output from this file instead of stdin")
+    q.add_argument("--example", action="store_true", help="parse the grammar's bundled example")
+    q.add_argument("--segments", action="store_true", help="also print the segments")
+    q.add_argument("--reasoning", help="compose this reasoning grammar")
+    q.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
+    q.add_argument("--reasoning-off", action="store_true",
+                   help="the request turned reasoning off (output does not start inside reasoning)")
+    q.set_defaults(func=cmd_parse)
+
+    k = sub.add_parser("check", help="run grammar corpora", description="Run the corpora of the named grammars "
+                       "(default: all): one-shot, streamed in chunks, 1-char and whole deltas.")
+    k.add_argument("names", nargs="*")
+    k.set_defaults(func=cmd_check)
+
+    li = sub.add_parser("list", help="list bundled grammars and their model globs")
+    li.add_argument("--reasoning-grammars", action="store_true", help="list reasoning grammars instead")
+    li.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GrammarError as e:
+        print(f"toolgram: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
