@@ -161,6 +161,7 @@ def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> Gramma
     if m and offset is not None:
         line = int(m.group(1))
         if line <= tool_lines:
+            msg = msg[:m.start()].rstrip(", ") + f" (column {m.group(2)})" if m.start() < len(msg) else msg
             return GrammarError(f"Lark: {msg}", lines.file, offset + line - 1)
     for name in re.findall(r"(?:in rule |rule |Rule |<)'?([a-z_][a-z0-9_]*)'?", str(e)):
         line = lark_text.rule_line(tool_lark, name)
@@ -201,6 +202,12 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
                           f"grammar has no content text terminal", ("reasoning",))
     full, starts = lark_text.compose(tool_lark, reasoning, content_terms, _declared(data))
     lk = _build_lark(full, starts, tool_lark, lines, import_dir)
+    if lk.ignore_tokens:
+        line = re.search(r"(?m)^\s*%ignore", tool_lark)
+        offset = lines.block_start.get(("lark",)) or lines.line(("lark",)) or 1
+        raise GrammarError("%ignore is not supported: write whitespace where it may appear (e.g. WS?), "
+                           "so that streaming knows what is markup", lines.file,
+                           offset + tool_lark.count("\n", 0, line.start()) if line else lines.line(("lark",)))
     specs = _terminal_specs(data, lines, lk, set(_declared(data)))
     if reasoning is not None and not reasoning.channel:
         specs[lark_text.R_TEXT] = TerminalSpec(name=lark_text.R_TEXT, kind=TEXT, role="reasoning")

@@ -24,7 +24,7 @@ DEFAULT = object()
 
 
 def grammars_dir() -> Path:
-    return Path(str(resources.files("toolgram.grammars")))
+    return Path(str(resources.files("toolgram.grammar_files")))
 
 
 def _names(folder: Path) -> list[str]:

@@ -129,18 +129,30 @@ REASONING_SCHEMA = {
 }
 
 
+def _extra_keys(error: jsonschema.ValidationError) -> list:
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    known = set(error.schema.get("properties", {}))
+    return sorted(k for k in error.instance if k not in known)
+
+
 def _path_of(error: jsonschema.ValidationError) -> tuple:
-    return tuple(error.absolute_path)
+    extra = _extra_keys(error)
+    return tuple(error.absolute_path) + ((extra[0],) if extra else ())
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in error.absolute_path) or "the file"
     if error.validator == "required":
         return f"{path}: {error.message}"
-    if error.validator == "additionalProperties":
-        return f"{path}: unknown key ({error.message})"
+    extra = _extra_keys(error)
+    if extra:
+        where = f"{path}: " if error.absolute_path else ""
+        return f"{where}unknown key {extra[0]!r}"
     if error.validator == "enum":
-        return f"{path}: {error.instance!r} is not one of {error.validator_value}"
+        what = "unknown encoding" if error.absolute_path and error.absolute_path[-1] == "block" else "unknown value"
+        known = ", ".join(str(v) for v in error.validator_value)
+        return f"{path}: {what} {error.instance!r} (one of: {known})"
     if error.validator == "pattern":
         return f"{path}: {error.instance!r} does not match {error.validator_value!r}"
     return f"{path}: {error.message}"

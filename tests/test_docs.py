@@ -1,0 +1,33 @@
+"""The documentation's examples work as written."""
+import re
+from pathlib import Path
+
+import toolgram
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_tutorial_grammar(tmp_path):
+    text = (DOCS / "grammar-format.md").read_text(encoding="utf-8")
+    yaml_src = re.search(r"Write `acme.yaml`:\n\n```yaml\n(.*?)```", text, re.S).group(1)
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml_src, encoding="utf-8")
+    g = toolgram.load(str(path))
+    out = ('Sure, checking.<function_call>get_weather\n{"city": "Paris"}</function_call>'
+           '<function_call>get_time\n{"tz": "CET"}</function_call>')
+    r = g.parse(out)
+    assert r.content == "Sure, checking."
+    assert [(c.name, c.arguments) for c in r.tool_calls] == [("get_weather", '{"city": "Paris"}'),
+                                                             ("get_time", '{"tz": "CET"}')]
+
+
+ROOT = DOCS.parent
+
+
+def test_readme_commands_are_what_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(block) == 2, "the README opens with exactly two commands"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in block:
+        assert command in ci

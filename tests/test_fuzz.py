@@ -1,0 +1,93 @@
+"""Fuzzing every grammar with text built from its own pieces: no exception, segments cover the input,
+streaming equals one-shot under random splits, arguments are JSON objects, no call from marker-free text."""
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import toolgram
+from toolgram import corpus
+from toolgram.compiler.compiled import LITERAL
+
+GRAMMARS = toolgram.grammars()
+JSON_PIECES = ['{', '}', '[', ']', '"', ':', ',', ' ', '\n', '\\', '\\"', '"name"', '"arguments"',
+               '"parameters"', '"get_weather"', '{"city": "Paris"}', 'true', '1', '-2.5e3', 'null', '"x"',
+               '\u676d\u5dde', '\u00e9', '\x00', '\t', ';', '=', '(', ')', "'", 'functions.f:0', 'get_weather']
+PLAIN = st.text(alphabet=st.characters(blacklist_characters="{[<|", blacklist_categories=("Cs",)), max_size=40)
+
+
+def pieces_of(name: str) -> list[str]:
+    c = toolgram.load(name).compiled
+    lits = sorted({s.literal for s in c.terminals.values() if s.kind == LITERAL})
+    prefixes = [lit[: max(1, len(lit) // 2)] for lit in lits]
+    return lits + prefixes + JSON_PIECES
+
+
+def texts(name: str):
+    pieces = pieces_of(name)
+    return st.lists(st.one_of(st.sampled_from(pieces), st.text(max_size=6)), max_size=40).map("".join)
+
+
+def run(name, text, parts, tools=None):
+    g = toolgram.load(name)
+    one = g.parse(text, tools, new_id=corpus.counter_ids())
+    p = g.stream(tools, new_id=corpus.counter_ids())
+    deltas = []
+    for part in parts:
+        deltas += p.feed(part)
+    deltas += p.close()
+    return one, deltas, p.result
+
+
+def cut(text, points):
+    pts = sorted({x % (len(text) + 1) for x in points})
+    return [text[a:b] for a, b in zip([0] + pts, pts + [len(text)])]
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_fuzz_grammar_pieces(name):
+    @given(text=texts(name), points=st.lists(st.integers(0, 400), max_size=8))
+    @FUZZ
+    def inner(text, points):
+        one, deltas, streamed = run(name, text, cut(text, points))
+        assert "".join(t for _, t in one.segments) == text
+        assert "".join(t for _, t in streamed.segments) == text
+        assert corpus.rebuild(deltas) == corpus.summary(one)
+        for call in one.tool_calls:
+            assert isinstance(json.loads(call.arguments), dict)
+            assert call.name
+    inner()
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_no_call_from_marker_free_text(name):
+    @given(text=PLAIN)
+    @settings(max_examples=60, deadline=None)
+    def inner(text):
+        one, _, _ = run(name, text, [text])
+        assert one.tool_calls == []
+        assert (one.content or "") + (one.reasoning_content or "") == text
+    inner()
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_mutated_corpus_cases(name):
+    cases = corpus.load_cases(name)
+
+    @given(i=st.integers(0, len(cases) - 1), pos=st.integers(0, 10_000), junk=st.text(max_size=5),
+           drop=st.integers(0, 5), points=st.lists(st.integers(0, 10_000), max_size=6))
+    @FUZZ
+    def inner(i, pos, junk, drop, points):
+        text = cases[i].output
+        k = pos % (len(text) + 1)
+        text = text[:k] + junk + text[k + drop:]
+        one, deltas, _ = run(name, text, cut(text, points), cases[i].tools)
+        assert "".join(t for _, t in one.segments) == text
+        assert corpus.rebuild(deltas) == corpus.summary(one)
+        for call in one.tool_calls:
+            assert isinstance(json.loads(call.arguments), dict)
+    inner()
