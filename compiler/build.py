@@ -20,6 +20,7 @@ from . import lark_text, schema, tables
 from .compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
                        TerminalSpec)
 from .errors import GrammarError
+from .regexlang import finite_strings
 from .source import Lines, load_source
 
 DEFAULT_NAME_PATTERN = r"[^\s\"'<>{}\[\]]{1,256}"
@@ -93,9 +94,15 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
     for name, tdef in defined.items():
         pattern = tdef.pattern
         if isinstance(pattern, PatternStr) and not pattern.flags:
-            specs[name] = TerminalSpec(name=name, kind=LITERAL, literal=pattern.value, source=pattern.value)
+            specs[name] = TerminalSpec(name=name, kind=LITERAL, literal=pattern.value, spellings=(pattern.value,),
+                                       source=pattern.value)
+            continue
+        source = pattern.to_regexp()
+        words = finite_strings(source)
+        if words:
+            specs[name] = TerminalSpec(name=name, kind=LITERAL, literal=words[0], spellings=tuple(words),
+                                       source=source)
         else:
-            source = pattern.to_regexp()
             specs[name] = TerminalSpec(name=name, kind=PATTERN, source=source,
                                        pattern=_compile_regex(source, f"terminal {name}", lines, ("lark",)))
     for name, opts in yaml_terms.items():
@@ -214,7 +221,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         if reasoning.ends_at_call:
             specs[lark_text.R_ESCAPE] = TerminalSpec(name=lark_text.R_ESCAPE, kind=LOOKAHEAD)
     calls = data["calls"]
-    rule_names = {r.origin.name for r in lk.rules}
+    rule_names = {r.origin.name for r in lk.rules} | {r.alias for r in lk.rules if r.alias}
     for key in ("rule", "region", "argument"):
         if key in calls and calls[key] not in rule_names:
             raise lines.error(f"calls.{key}: no rule named {calls[key]!r} in the Lark text", ("calls", key))

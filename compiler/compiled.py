@@ -21,7 +21,8 @@ class TerminalSpec:
     name: str
     kind: str                         # LITERAL | PATTERN | TEXT | BLOCK | LOOKAHEAD
     role: str = "markup"              # markup | content | reasoning | key | value
-    literal: str | None = None        # LITERAL: the marker text
+    literal: str | None = None        # LITERAL: the marker text (the first spelling)
+    spellings: tuple = ()             # LITERAL: every spelling (a terminal like "<|end|>" | "<|call|>")
     pattern: Any = None               # PATTERN: a compiled `regex` pattern
     source: str | None = None         # the Lark definition (literal or regex source), for docs/constraints
     takes_name: bool = False          # the token carries the function name ...

@@ -45,7 +45,8 @@ def parse_table(lark_instance, terminal_names: set[str], call_rule: str):
                 i = index.get(arg)
                 if i is None:
                     i = index[arg] = len(rules)
-                    rules.append(Rule(arg.origin.name, len(arg.expansion), arg.origin.name == call_rule))
+                    is_call = arg.origin.name == call_rule or arg.alias == call_rule
+                    rules.append(Rule(arg.origin.name, len(arg.expansion), is_call))
                 actions[state][sym] = -(i + 1)
     return actions, gotos, rules, dict(pt.start_states), dict(pt.end_states)
 
@@ -77,7 +78,7 @@ def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) ->
         keys = {t for target in targets for t in actions[target]}
     else:
         keys = set(actions[state])
-    out = {specs[t].literal for t in keys if t in specs and specs[t].kind == LITERAL}
+    out = {x for t in keys if t in specs and specs[t].kind == LITERAL for x in specs[t].spellings}
     return tuple(sorted(out, key=lambda x: (-len(x), x)))
 
 
@@ -98,10 +99,11 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                 continue
             spec = specs[t]
             if spec.kind == LITERAL:
-                other = literals.get(spec.literal)
-                if other is not None and other != t:
-                    error(f"terminals {other} and {t} are the same marker {spec.literal!r}", t)
-                literals[spec.literal] = t
+                for spelling in spec.spellings:
+                    other = literals.get(spelling)
+                    if other is not None and other != t:
+                        error(f"terminals {other} and {t} are the same marker {spelling!r}", t)
+                    literals[spelling] = t
             elif spec.kind == PATTERN:
                 patterns.append((spec.pattern, t))
             elif spec.kind == LOOKAHEAD:
@@ -128,7 +130,7 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                     continue
                 fspec = specs[f]
                 if fspec.kind == LITERAL:
-                    stops.add(fspec.literal)
+                    stops.update(fspec.spellings)
                 elif fspec.kind == LOOKAHEAD:
                     stops.update(fspec.lookahead)
                 else:
