@@ -190,13 +190,21 @@ class Output:
         return self.call
 
     def name(self, name: str) -> None:
+        """The function name is complete.  A name the grammar or the request refuses ends the region
+        right here (``refused``), so where that happens never depends on how the text was split."""
         if self.refused:
             return
         call = self.call
         if call is None or call.name is not None:
             self.open_call()
             call = self.call
+        known = self.schemas.knows(name)
+        if self.name_re.fullmatch(name) is None or (self.reject_unknown and self.schemas.given and not known):
+            self.refused = True
+            self.call = None
+            return
         call.name = name
+        call.unknown = self.schemas.given and not known
         if not self.commit_on_args or call.unsent:
             self._commit(call)
 
@@ -255,8 +263,6 @@ class Output:
                 self.call = None
                 return
             self._commit(call)
-            if self.refused:
-                return
         self.call = None
         self._send(call, text)
         if self.in_region:
@@ -275,13 +281,6 @@ class Output:
     def _commit(self, call: _Call) -> None:
         if call.committed or self.refused:
             return
-        name = call.name
-        known = self.schemas.knows(name)
-        if self.name_re.fullmatch(name) is None or (self.reject_unknown and self.schemas.given and not known):
-            self.refused = True
-            self.call = None
-            return
-        call.unknown = self.schemas.given and not known
         for kind, text in self.pending:
             self._flush_one(kind, text)
         self.pending = []
@@ -291,7 +290,7 @@ class Output:
         call.id = call.native_id or self.new_id()
         self.calls.append(call)
         self.deltas.append({"tool_calls": [{"index": call.index, "id": call.id, "type": "function",
-                                            "function": {"name": name, "arguments": ""}}]})
+                                            "function": {"name": call.name, "arguments": ""}}]})
         self._last = call.index
         unsent, call.unsent = call.unsent, []
         for text in unsent:

@@ -23,15 +23,20 @@ _SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r":
 
 
 class StringJson:
-    """A JSON string whose decoded content is itself a JSON object: decodes and re-scans it streaming."""
+    """A JSON string whose decoded content is itself a JSON object: decodes and re-scans it streaming.
 
-    __slots__ = ("inner", "pending", "opened", "closed")
+    When the decoded text stops being JSON, the rest of the string is still read (so where the error is
+    reported depends only on the text, not on how it was split) and the error is reported after it.
+    """
+
+    __slots__ = ("inner", "pending", "opened", "closed", "broken")
 
     def __init__(self, emit):
         self.inner = JsonValue(emit, top="object")
         self.pending = ""           # decoded text the inner scanner has not consumed yet
         self.opened = False
         self.closed = False
+        self.broken = False         # the decoded text is not JSON: skip to the end of the string
 
     def closers(self) -> str:
         return self.inner.closers()
@@ -40,15 +45,16 @@ class StringJson:
     def done(self) -> bool:
         return self.closed
 
-    def _inner(self, text: str) -> bool:
+    def _inner(self, text: str) -> None:
+        if self.broken:
+            return
         data = self.pending + text
         p, status = self.inner.feed(data, 0)
-        if status == ERROR:
-            return False
-        if status == DONE and data[p:].strip(" \t\n\r"):
-            return False
+        if status == ERROR or (status == DONE and data[p:].strip(" \t\n\r")):
+            self.broken = True
+            self.pending = ""
+            return
         self.pending = data[p:] if status == MORE else ""
-        return True
 
     def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
         n = len(buf)
@@ -62,15 +68,16 @@ class StringJson:
         while pos < n:
             m = _STR_RUN.match(buf, pos)
             if m is not None:
-                if not self._inner(m.group()):
-                    return pos, ERROR
+                self._inner(m.group())
                 pos = m.end()
                 continue
             c = buf[pos]
             if c == '"':
+                if self.broken:
+                    return pos + 1, ERROR
                 p, status = self.inner.feed(self.pending, 0, eof=True)
                 if status != DONE or self.pending[p:].strip(" \t\n\r"):
-                    return pos, ERROR
+                    return pos + 1, ERROR
                 self.closed = True
                 return pos + 1, DONE
             if c != "\\":
@@ -80,9 +87,7 @@ class StringJson:
                 if n - pos < 6 and not eof:
                     return pos, MORE
                 return pos, ERROR
-            ch = _SIMPLE[m.group(1)] if m.group(1) else chr(int(m.group(2), 16))
-            if not self._inner(ch):
-                return pos, ERROR
+            self._inner(_SIMPLE[m.group(1)] if m.group(1) else chr(int(m.group(2), 16)))
             pos = m.end()
         return pos, MORE
 
@@ -115,8 +120,10 @@ class JsonArgs:
             elif c == '"' and self.as_string:
                 self.sub = StringJson(self.out.args)
                 self.out.args_scanner(self.sub)
-            elif buf.startswith("null", pos) or (not eof and "null".startswith(buf[pos:pos + 4])):
+            elif buf.startswith("null", pos):
                 self.sub = JsonValue(None)     # null arguments: the call has none
+            elif not eof and len(buf) - pos < 4 and "null".startswith(buf[pos:]):
+                return pos, MORE               # undecided until four characters are there
             else:
                 return pos, ERROR
         return self.sub.feed(buf, pos, eof)
@@ -267,6 +274,7 @@ class JsonCall:
             if not isinstance(value, str) or not value:
                 return False
             self.out.name(value)
+            return not self.out.refused
         else:
             self.out.call_id(str(value))
         return True
