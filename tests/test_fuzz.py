@@ -91,3 +91,32 @@ def test_mutated_corpus_cases(name):
         for call in one.tool_calls:
             assert isinstance(json.loads(call.arguments), dict)
     inner()
+
+
+def mutate(rng, text: str, pieces: list[str]) -> str:
+    for _ in range(rng.randint(1, 3)):
+        k = rng.randint(0, len(text))
+        if rng.random() < 0.5:
+            junk = rng.choice(pieces)
+        else:
+            junk = "".join(rng.choice('ab{}[]"\\:, <>/\n|=') for _ in range(rng.randint(0, 4)))
+        text = text[:k] + junk + text[k + rng.randint(0, 5):]
+    return text
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_random_mutations(name, count=400, seed=1234):
+    """Seeded random edits of corpus cases with random splits (finds what shrinking strategies miss)."""
+    import random
+    rng = random.Random(f"{seed}-{name}")
+    cases = corpus.load_cases(name)
+    pieces = pieces_of(name)
+    for _ in range(count):
+        case = rng.choice(cases)
+        text = mutate(rng, case.output, pieces)
+        parts = cut(text, [rng.randint(0, len(text)) for _ in range(rng.randint(0, 8))])
+        one, deltas, _ = run(name, text, parts, case.tools)
+        assert corpus.rebuild(deltas) == corpus.summary(one), (text, parts)
+        assert "".join(t for _, t in one.segments) == text
+        for call in one.tool_calls:
+            assert isinstance(json.loads(call.arguments), dict)
