@@ -2,6 +2,8 @@
 
 A corpus is ``grammars/corpus/<grammar>.yaml``::
 
+    tools:                        # optional: tool sets of this corpus (besides corpus/_tools.yaml)
+      mine: [{type: function, function: {name: f, parameters: {...}}}]
     cases:
       - name: one call after text
         output: "Let me look.\\n<tool_call>\\n{...}\\n</tool_call>"
@@ -61,7 +63,8 @@ def load_cases(grammar: str, sets: dict | None = None) -> list[Case]:
     if not path.exists():
         return []
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    sets = tool_sets() if sets is None else sets
+    sets = dict(tool_sets() if sets is None else sets)
+    sets.update(data.get("tools") or {})          # a corpus may define its own tool sets
     cases = []
     for raw in data.get("cases", []):
         tools = raw.get("tools")
