@@ -56,6 +56,7 @@ class StateLexer:
     blocks: tuple = ()                # ((terminal name, first characters or None), ...)
     text: str | None = None           # the text terminal that can start here
     stop_re: Any = None               # `re` alternation of the markers that end that text run
+    stops: tuple = ()                 # those markers
     stop_prefixes: frozenset = frozenset()
     stop_first: str = ""              # first characters of those markers
     stop_max: int = 0

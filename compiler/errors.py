@@ -20,3 +20,9 @@ class GrammarError(Exception):
         if self.line is not None:
             where += f":{self.line}"
         return f"{where}: {self.message}"
+
+
+class ConstraintError(ValueError):
+    """A constraint that cannot be built for a request: bad tools, a named tool not in ``tools``, ``required``
+    without tools, a schema feature the chosen syntax cannot enforce.  The message names the tool and why;
+    servers turn it into an HTTP 400."""

@@ -72,3 +72,152 @@ def finite_strings(pattern: str) -> list[str] | None:
     if not words or "" in words:
         return None
     return words
+
+
+# -- regex rewriting for constraints --------------------------------------------------------------
+
+class Unsupported(ValueError):
+    pass
+
+
+_CATS = {
+    C.CATEGORY_DIGIT: "0-9", C.CATEGORY_NOT_DIGIT: None, C.CATEGORY_SPACE: " \\t\\n\\r\\f\\v",
+    C.CATEGORY_NOT_SPACE: None, C.CATEGORY_WORD: "A-Za-z0-9_", C.CATEGORY_NOT_WORD: None,
+}
+_CAT_NEG = {C.CATEGORY_NOT_DIGIT: "0-9", C.CATEGORY_NOT_SPACE: " \\t\\n\\r\\f\\v", C.CATEGORY_NOT_WORD: "A-Za-z0-9_"}
+
+
+def _class_char(code: int) -> str:
+    ch = chr(code)
+    if ch in "\\]^-[/":
+        return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    if code < 32 or code == 127:
+        return f"\\x{code:02x}"
+    return ch
+
+
+def _class(items, negate: bool = False) -> str:
+    parts = []
+    for op, arg in items:
+        if op is C.NEGATE:
+            negate = True
+        elif op is C.LITERAL:
+            parts.append(_class_char(arg))
+        elif op is C.RANGE:
+            parts.append(_class_char(arg[0]) + "-" + _class_char(arg[1]))
+        elif op is C.CATEGORY:
+            if arg in _CAT_NEG:
+                if len(items) > 1 or negate:
+                    raise Unsupported("negated category inside a class")
+                return "[^" + _CAT_NEG[arg] + "]"
+            parts.append(_CATS[arg])
+        else:
+            raise Unsupported(f"class item {op}")
+    return "[" + ("^" if negate else "") + "".join(parts) + "]"
+
+
+def _lit(code: int) -> str:
+    ch = chr(code)
+    if ch in ".^$*+?{}[]\\|()/":
+        return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    if code < 32 or code == 127:
+        return f"\\x{code:02x}"
+    return ch
+
+
+def _unparse(items, bound: int) -> str:
+    out = []
+    for op, arg in items:
+        if op is C.LITERAL:
+            out.append(_lit(arg))
+        elif op is C.NOT_LITERAL:
+            out.append("[^" + _class_char(arg) + "]")
+        elif op is C.ANY:
+            out.append("[^\\n]")
+        elif op is C.IN:
+            out.append(_class(arg))
+        elif op is C.BRANCH:
+            out.append("(?:" + "|".join(_unparse(b, bound) for b in arg[1]) + ")")
+        elif op is C.SUBPATTERN:
+            if arg[1] or arg[2]:
+                raise Unsupported("inline flags")
+            out.append("(?:" + _unparse(arg[3], bound) + ")")
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            lo, hi, body = arg
+            if hi is C.MAXREPEAT:
+                hi = lo + bound
+            inner = _unparse(body, bound)
+            if len(body) > 1 or (body and body[0][0] in (C.BRANCH,)):
+                inner = "(?:" + inner + ")"
+            out.append(f"{inner}{{{lo},{hi}}}" if (lo, hi) != (0, 1) else f"{inner}?")
+        elif op is C.AT:
+            continue                                 # anchors: the token is matched whole anyway
+        elif op is C.CATEGORY:
+            out.append(_class([(op, arg)]))
+        else:
+            raise Unsupported(f"regex construct {op}")
+    return "".join(out)
+
+
+def bounded(pattern: str, bound: int = 4) -> str:
+    """The regex with unbounded repetitions capped (``+`` -> ``{1,1+bound}``), anchors dropped, groups
+    made non-capturing: what a constraint may generate for a pattern terminal."""
+    return _unparse(list(P.parse(pattern)), bound)
+
+
+def render_capture(pattern: str, group: str, value: str) -> str:
+    """The regex with its named group ``(?P<group>...)`` replaced by the literal ``value``."""
+    start = pattern.find(f"(?P<{group}>")
+    if start < 0:
+        raise Unsupported(f"no group {group}")
+    depth, i = 0, start
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            while j < len(pattern) and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                escaped = "".join(_lit(ord(ch)) for ch in value)
+                return pattern[:start] + "(?:" + escaped + ")" + pattern[i + 1:]
+        i += 1
+    raise Unsupported("unbalanced group")
+
+
+def regex_items(pattern: str):
+    """The parsed regex (for translating to grammar rules)."""
+    return list(P.parse(pattern))
+
+
+def class_of(items) -> str:
+    return _class(items)
+
+
+def char_class(code: int) -> str:
+    return _class_char(code)
+
+
+def regex_char(code: int) -> str:
+    """One character as a regex atom (escaped; control characters as \\xNN)."""
+    return _lit(code)

@@ -137,6 +137,7 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                     error(f"text terminal {text} can be followed directly by {fspec.kind} terminal {f}; "
                           f"a text run must end at a literal marker", text)
             lex.text = text
+            lex.stops = tuple(sorted(stops, key=lambda x: (-len(x), x)))
             lex.stop_re = _alternation(stops)
             lex.stop_prefixes = _prefixes(stops)
             lex.stop_first = "".join(sorted({s[0] for s in stops}))

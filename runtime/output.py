@@ -64,6 +64,7 @@ class Output:
         self.pending: list[tuple[str, str]] = []
         self.call: _Call | None = None
         self.refused = False       # a call could not be committed (bad or rejected name)
+        self.recoveries = 0        # regions that broke (their text came back as content)
 
     # -- deltas and segments ------------------------------------------------------------------
     def take(self) -> list[dict]:
@@ -153,6 +154,7 @@ class Output:
 
     def fail(self) -> None:
         """The region broke: a committed call is closed as sent, everything uncommitted is content."""
+        self.recoveries += 1
         call = self.call
         self.call = None
         if call is not None and call.committed:
@@ -304,4 +306,4 @@ class Output:
         segments = [(k, "".join(parts)) for k, parts in self.segments] + pending
         return ParseResult(content="".join(self.content) if self.content else None,
                            reasoning_content="".join(self.reasoning) if self.reasoning else None,
-                           tool_calls=calls, segments=segments)
+                           tool_calls=calls, segments=segments, recovered=self.recoveries)

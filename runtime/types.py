@@ -33,6 +33,7 @@ class ParseResult:
     reasoning_content: str | None
     tool_calls: list[ToolCall] = field(default_factory=list)
     segments: list[tuple[str, str]] = field(default_factory=list)
+    recovered: int = 0      # regions that did not fit the grammar (their text came back as content)
 
     def to_message(self) -> dict:
         """The OpenAI assistant message (``reasoning_content`` only when there is some)."""

@@ -3,11 +3,12 @@
 See docs/grammar-format.md for the grammar files and README.md for the command line.
 """
 from .api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
-from .compiler.errors import GrammarError
+from .compiler.constraint import Constraint
+from .compiler.errors import ConstraintError, GrammarError
 from .runtime.parser import StreamingParser
 from .runtime.types import ParseResult, ToolCall
 
 __version__ = "0.1.0"
 
-__all__ = ["Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "grammars",
+__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "grammars",
            "load", "reasoning_for_model", "reasoning_grammars", "__version__"]

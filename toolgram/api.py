@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .compiler import registry
 from .compiler.compiled import CompiledGrammar
+from .compiler.constraint import Constraint, build_constraint
 from .runtime.parser import StreamingParser
 from .runtime.types import ParseResult
 
@@ -48,6 +49,21 @@ class Grammar:
         ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
         """
         return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning)
+
+    def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
+                   tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
+                   max_reasoning: int | None = None) -> Constraint:
+        """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``.
+
+        ``tool_choice``: "required" | "auto" (lazy: free text until a call marker) | "none" |
+        ``{"type": "function", "function": {"name": ...}}``.  ``syntax``: "lark" (llguidance; ``dialect=
+        "xgrammar"`` for xgrammar's compile_lark), "gbnf" (llama.cpp) or "structural_tag" (xgrammar / vLLM).
+        ``tokenizer``: markers that are single added tokens are then written as tokens.  ``reasoning=False``:
+        the request turned reasoning off.  ``max_reasoning``: cap on reasoning characters.
+        Raises `toolgram.ConstraintError` naming the tool and why.
+        """
+        return build_constraint(self.compiled, tools, tool_choice, parallel_tool_calls, syntax, tokenizer,
+                                dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning)
 
     def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True) -> ParseResult:
         """Parse a whole output (exactly what streaming it in one delta gives)."""

@@ -1,0 +1,393 @@
+"""Writing constraint rules out: Lark (llguidance / xgrammar dialects), GBNF, and xgrammar structural tags.
+
+Markers that are single added tokens of the request's tokenizer are written as tokens (``<[id]>``) in Lark:
+llguidance refuses a quoted literal that equals an added token.  Free text that must not contain a marker is
+a regex intersection in llguidance (``/.../ & ~/.../``, fast masks) and an automaton of rules elsewhere.
+"""
+from __future__ import annotations
+
+import json
+
+from .ebnf import EMPTY, Alt, Json, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
+from .errors import ConstraintError
+from .regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
+from .schema_grammar import json_rules
+
+_XG = {"whitespace_pattern": "[ \\t\\r\\n]{0,6}"}     # JSON spacing as models write it, in bounded runs
+
+
+def _split_tokens(text: str, tokens: dict) -> list:
+    """``text`` cut into plain pieces and added-token ids (longest token first)."""
+    if not tokens or not text:
+        return [text] if text else []
+    out, buf, i = [], [], 0
+    ordered = sorted(tokens, key=len, reverse=True)
+    while i < len(text):
+        for tok in ordered:
+            if text.startswith(tok, i):
+                if buf:
+                    out.append("".join(buf))
+                    buf = []
+                out.append(tokens[tok])
+                i += len(tok)
+                break
+        else:
+            buf.append(text[i])
+            i += 1
+    if buf:
+        out.append("".join(buf))
+    return out
+
+
+def lark_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 32:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _regex_text(pattern: str) -> str:
+    return "/" + pattern.replace("/", "\\/") + "/"
+
+
+def _escape_re(text: str) -> str:
+    return "".join(regex_char(ord(c)) for c in text)
+
+
+class _Writer:
+    """Shared walk over rule nodes; subclasses say how leaves and operators are written."""
+
+    def __init__(self, rules: dict):
+        self.rules = rules
+        self.extra: list[str] = []
+        self.counter = 0
+
+    def fresh(self, base: str) -> str:
+        self.counter += 1
+        return f"{base}{self.counter}"
+
+    def node(self, n: Node, top: bool = False) -> str:
+        if isinstance(n, Seq):
+            if not n.items:
+                return self.empty()
+            parts = [self.node(x) for x in n.items]
+            parts = [p for p in parts if p]
+            text = " ".join(parts) if parts else self.empty()
+            return text if top or len(parts) <= 1 else "(" + text + ")"
+        if isinstance(n, Alt):
+            if not n.options:
+                raise ConstraintError("internal: an alternative with no options")
+            empty = any(isinstance(o, Seq) and not o.items for o in n.options)
+            opts = [self.node(o, top=True) for o in n.options if not (isinstance(o, Seq) and not o.items)]
+            text = " | ".join(opts)
+            if empty:
+                return f"({text})?"
+            return text if top and len(opts) == 1 else "(" + text + ")"
+        if isinstance(n, Rep):
+            return self.rep(n)
+        if isinstance(n, Ref):
+            return self.ref(n.name)
+        if isinstance(n, Lit):
+            return self.lit(n.text)
+        if isinstance(n, Regex):
+            return self.regex(n.pattern)
+        if isinstance(n, Json):
+            return self.json(n.schema)
+        if isinstance(n, Text):
+            return self.text(n)
+        if isinstance(n, Tok):
+            raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
+        raise ConstraintError(f"internal: unknown node {n!r}")
+
+    def rep(self, n: Rep) -> str:
+        inner = self.node(n.item)
+        if not inner:
+            return ""
+        lo, hi = n.lo, n.hi
+        if (lo, hi) == (0, 1):
+            return f"({inner})?"
+        if (lo, hi) == (0, None):
+            return f"({inner})*"
+        if (lo, hi) == (1, None):
+            return f"({inner})+"
+        return self.bounded_rep(inner, lo, hi)
+
+    def bounded_rep(self, inner: str, lo: int, hi) -> str:
+        parts = [inner] * lo
+        if hi is None:
+            parts.append(f"({inner})*")
+        else:
+            tail = ""
+            for _ in range(hi - lo):
+                tail = f"({inner} {tail})?" if tail else f"({inner})?"
+            if tail:
+                parts.append(tail)
+        return "(" + " ".join(parts) + ")" if parts else ""
+
+
+# -- Lark -----------------------------------------------------------------------------------------
+
+class LarkWriter(_Writer):
+    def __init__(self, rules: dict, dialect: str = "llguidance", tokens: dict | None = None):
+        super().__init__(rules)
+        self.dialect = dialect
+        self.tokens = tokens or {}
+        self.terms: dict = {}
+
+    def empty(self) -> str:
+        return ""
+
+    def ref(self, name: str) -> str:
+        return name
+
+    def lit(self, text: str) -> str:
+        pieces = _split_tokens(text, self.tokens)
+        out = [f"<[{p}]>" if isinstance(p, int) else lark_string(p) for p in pieces]
+        if not out:
+            return ""
+        return out[0] if len(out) == 1 else "(" + " ".join(out) + ")"
+
+    def regex(self, pattern: str) -> str:
+        return _regex_text(pattern)
+
+    def json(self, schema: str) -> str:
+        data = json.loads(schema)
+        if self.dialect == "llguidance":
+            data = {"x-guidance": _XG, **data}
+        return "%json " + json.dumps(data, ensure_ascii=False)
+
+    def text(self, n: Text) -> str:
+        key = (n.exclude, n.lo, n.hi, n.pattern)
+        name = self.terms.get(key)
+        if name is None:
+            name = self.terms[key] = f"TG_TEXT{len(self.terms)}"
+            lo = max(1, n.lo)
+            if self.dialect == "llguidance":
+                rng = f"{{{lo},{'' if n.hi is None else n.hi}}}"
+                body = f"/(?s:.{rng})/"
+                if n.exclude:
+                    alts = "|".join(_escape_re(x) for x in n.exclude)
+                    body += f" & ~/(?s:.*)(?:{alts})(?s:.*)/"
+                if n.pattern:
+                    body += " & " + _regex_text(n.pattern)
+                self.extra.append(f"{name}: {body}")
+            else:
+                rule = name.lower()
+                self.extra.extend(_exclusion_rules(rule, n.exclude, lo, n.hi, lark=True))
+                self.terms[key] = name = rule
+        if n.lo == 0:
+            return f"({name})?"
+        return name
+
+
+def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None) -> str:
+    w = LarkWriter(rules, dialect, tokens)
+    lines = []
+    for name in ["start"] + [r for r in rules if r != "start"]:
+        body = w.node(rules[name], top=True)
+        lines.append(f"{name}: {body}")
+    return "\n".join(lines + w.extra) + "\n"
+
+
+# -- text without markers, as rules (xgrammar Lark, GBNF) -------------------------------------------
+
+def _automaton(markers: tuple):
+    """States of an Aho-Corasick matcher over ``markers``: prefixes, and their transitions on marker chars."""
+    prefixes = sorted({m[:i] for m in markers for i in range(len(m))}, key=lambda p: (len(p), p))
+    chars = sorted({c for m in markers for c in m})
+
+    def step(p: str, c: str):
+        s = p + c
+        if any(s.endswith(m) for m in markers):
+            return None                            # a marker would be complete: not allowed
+        while s and s not in prefixes:
+            s = s[1:]
+        return s
+    return prefixes, chars, step
+
+
+def _exclusion_rules(name: str, markers: tuple, lo: int, hi, lark: bool) -> list[str]:
+    """Rules for text of ``lo``..``hi`` characters containing none of ``markers`` (``name`` is the start)."""
+    cls_other = "[^" + "".join(char_class(ord(c)) for c in sorted({c for m in markers for c in m})) + "]" \
+        if markers else "[\\x00-\\U0010ffff]"
+    if hi is not None or not markers:
+        # bounded (or nothing to exclude): characters that cannot start a marker, within the bounds
+        first = sorted({m[0] for m in markers})
+        cls = "[^" + "".join(char_class(ord(c)) for c in first) + "]" if first else "[\\x00-\\U0010ffff]"
+        if lark:
+            rng = f"{{{lo},{'' if hi is None else hi}}}"
+            return [f"{name}: /{cls}{rng}/".replace("/[", "/[", 1)]
+        rng = f"{{{lo},{'' if hi is None else hi}}}"
+        return [f"{name} ::= {cls}{rng}"]
+    prefixes, chars, step = _automaton(markers)
+    index = {p: i for i, p in enumerate(prefixes)}
+    out = []
+    for p in prefixes:
+        i = index[p]
+        alts = []
+        for c in chars:
+            nxt = step(p, c)
+            if nxt is None:
+                continue
+            target = f"{name}_s{index[nxt]}"
+            alts.append((lark_string(c) if lark else _gbnf_string(c)) + " " + target)
+        other = f"/{cls_other}/" if lark else cls_other
+        alts.append(f"{other} {name}_s0")
+        if lark:
+            out.append(f"{name}_s{i}: " + " | ".join(alts) + " | ")
+        else:
+            out.append(f"{name}_s{i} ::= " + " | ".join(alts) + " | \"\"")
+    head = f"{name}_s0"
+    if lark:
+        out.append(f"{name}: {head}" if lo <= 0 else f"{name}: /{cls_other}/ {head} | " + " | ".join(
+            f"{lark_string(c)} {name}_s{index[step('', c)]}" for c in chars if step('', c) is not None))
+    else:
+        out.append(f"{name} ::= {head}")
+    return out
+
+
+# -- GBNF -----------------------------------------------------------------------------------------
+
+def _gbnf_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 32 or code == 127:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _gbnf_regex(items) -> str:
+    parts = []
+    for op, arg in items:
+        if op is C.LITERAL:
+            parts.append(_gbnf_string(chr(arg)))
+        elif op is C.NOT_LITERAL:
+            parts.append("[^" + char_class(arg) + "]")
+        elif op is C.ANY:
+            parts.append("[^\\n]")
+        elif op is C.IN:
+            parts.append(class_of(arg))
+        elif op is C.CATEGORY:
+            parts.append(class_of([(op, arg)]))
+        elif op is C.BRANCH:
+            parts.append("(" + " | ".join(_gbnf_regex(b) or '""' for b in arg[1]) + ")")
+        elif op is C.SUBPATTERN:
+            parts.append("(" + (_gbnf_regex(arg[3]) or '""') + ")")
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            lo, hi, body = arg
+            inner = "(" + _gbnf_regex(body) + ")"
+            if hi is C.MAXREPEAT:
+                parts.append(f"{inner}{{{lo},}}" if lo > 1 else (f"{inner}+" if lo == 1 else f"{inner}*"))
+            elif (lo, hi) == (0, 1):
+                parts.append(f"{inner}?")
+            else:
+                parts.append(f"{inner}{{{lo},{hi}}}")
+        elif op is C.AT:
+            continue
+        else:
+            raise Unsupported(f"regex construct {op}")
+    return " ".join(parts)
+
+
+class GbnfWriter(_Writer):
+    def __init__(self, rules: dict):
+        super().__init__(rules)
+        self.rules = dict(rules)
+        self.json_done: dict = {}
+        self.text_done: dict = {}
+
+    def empty(self) -> str:
+        return '""'
+
+    def ref(self, name: str) -> str:
+        return name.replace("_", "-")
+
+    def lit(self, text: str) -> str:
+        return _gbnf_string(text) if text else '""'
+
+    def regex(self, pattern: str) -> str:
+        try:
+            return "(" + _gbnf_regex(regex_items(pattern)) + ")"
+        except Unsupported as e:
+            raise ConstraintError(f"a pattern cannot be written in GBNF ({e})") from None
+
+    def json(self, schema: str) -> str:
+        name = self.json_done.get(schema)
+        if name is None:
+            name = self.json_done[schema] = f"tg_json{len(self.json_done)}"
+            local: dict = {}
+            node = json_rules(schema, name, local)
+            self.pending.append((name, node))
+            for k, v in local.items():
+                self.pending.append((k, v))
+        return self.ref(name)
+
+    def text(self, n: Text) -> str:
+        if n.pattern:
+            raise ConstraintError("a string 'pattern' cannot be enforced in GBNF")
+        key = (n.exclude, n.lo, n.hi)
+        name = self.text_done.get(key)
+        if name is None:
+            name = self.text_done[key] = f"tg-text{len(self.text_done)}"
+            self.extra.extend(_exclusion_rules(name, n.exclude, n.lo, n.hi, lark=False))
+        return name
+
+    def rep(self, n: Rep) -> str:
+        inner = self.node(n.item)
+        lo, hi = n.lo, n.hi
+        if (lo, hi) == (0, 1):
+            return f"({inner})?"
+        if hi is None:
+            return f"({inner})*" if lo == 0 else (f"({inner})+" if lo == 1 else f"({inner}){{{lo},}}")
+        return f"({inner}){{{lo},{hi}}}"
+
+
+def to_gbnf(rules: dict) -> str:
+    w = GbnfWriter(rules)
+    w.pending = [(name, rules[name]) for name in ["start"] + [r for r in rules if r != "start"]]
+    lines = []
+    done = set()
+    while w.pending:
+        name, node = w.pending.pop(0)
+        if name in done:
+            continue
+        done.add(name)
+        gname = "root" if name == "start" else w.ref(name)
+        lines.append(f"{gname} ::= {w.node(node, top=True)}")
+    return "\n".join(lines + w.extra) + "\n"
+
+
+# -- structural tags --------------------------------------------------------------------------------
+
+def to_structural_tag(rules: dict) -> str:
+    """An xgrammar structural tag whose format is the constraint written as xgrammar EBNF."""
+    return json.dumps({"type": "structural_tag", "format": {"type": "grammar", "grammar": to_gbnf(rules)}},
+                      ensure_ascii=False)
