@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..runtime.schema_values import types_of
 from .compiled import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
-from .ebnf import EMPTY, Alt, Json, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, read_rules, seq
+from .ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, read_rules, seq
 from .errors import ConstraintError
 from .regexlang import Unsupported, bounded, render_capture
 from .schema_grammar import SchemaGrammar, check_schema, join
@@ -59,6 +59,28 @@ class Constraint:
 
 # -- request normalisation -------------------------------------------------------------------
 
+def closed_objects(schema, depth: int = 0):
+    """The schema with ``additionalProperties: false`` on objects that list properties and say nothing
+    else: a constrained model writes the parameters the tool declares, not invented ones."""
+    if depth > 64:
+        return schema
+    if isinstance(schema, list):
+        return [closed_objects(s, depth + 1) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed_objects(v, depth + 1) if k in _SUBSCHEMA_KEYS else v for k, v in schema.items()}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: closed_objects(v, depth + 1) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    for key in ("$defs", "definitions"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: closed_objects(v, depth + 1) for k, v in out[key].items()}
+    return out
+
+
+_SUBSCHEMA_KEYS = {"items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties", "not"}
+
+
 def _tool_list(tools) -> list[dict]:
     if tools is None:
         return []
@@ -80,7 +102,7 @@ def _tool_list(tools) -> list[dict]:
         check_schema(params, f"tool {name!r}")
         if not isinstance(params, dict) or params.get("type", "object") != "object":
             raise ConstraintError(f"tool {name!r}: parameters must describe an object")
-        out.append({"name": name, "parameters": params})
+        out.append({"name": name, "parameters": closed_objects(params)})
     names = [t["name"] for t in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -137,7 +159,7 @@ def text_stops(g: CompiledGrammar, terminal: str) -> tuple:
 
 class _Builder:
     def __init__(self, g: CompiledGrammar, tools: list[dict], mode: str, named: str | None, parallel: bool,
-                 reasoning: bool, max_reasoning: int | None):
+                 reasoning: bool, max_reasoning: int | None, max_calls: int | None = None):
         self.g = g
         self.rules, self.terms = grammar_ir(g)
         self.specs = g.terminals
@@ -146,6 +168,7 @@ class _Builder:
         self.parallel = parallel and mode != "named"
         self.start = "start" if reasoning or "plain" not in g.tables.start_states else "plain"
         self.max_reasoning = max_reasoning
+        self.max_calls = max_calls
         self.content_ok = mode in ("auto", "none")
         self.out: dict[str, Node] = {}
         self._can: dict[str, bool] = {}
@@ -213,7 +236,7 @@ class _Builder:
         name_member = seq(alt(*[Lit(json.dumps(k)) for k in names]), ws, Lit(":"), ws,
                           Lit(json.dumps(tool["name"], ensure_ascii=False)))
         args_member = seq(alt(*[Lit(json.dumps(k)) for k in arg_keys]), ws, Lit(":"), ws,
-                          Json.of(_object_schema(tool["parameters"])))
+                          Json.of(_object_schema(tool["parameters"]), f"tool {tool['name']!r}"))
         both = alt(seq(name_member, ws, Lit(","), ws, args_member), seq(args_member, ws, Lit(","), ws, name_member))
         params = _object_schema(tool["parameters"])
         if spec.options.get("name_only", True) and not params.get("required"):
@@ -245,8 +268,8 @@ class _Builder:
             if item is None:
                 return EMPTY if node.lo == 0 else None
             if (node.lo, node.hi) == (0, 1) and "arg" in ctx and self._holds_value(node.item) and \
-                    ctx["arg"]["type"] != "string":
-                return item                       # a typed value may not be left out
+                    not _empty_ok(ctx["arg"]):
+                return item                       # a value that cannot be empty may not be left out
             return Rep(item, node.lo, node.hi)
         return node
 
@@ -281,7 +304,7 @@ class _Builder:
             if spec.role == "value":
                 return self._value(spec, ctx)
             if spec.block == "json":                # the block reads leading whitespace as its own
-                return seq(Regex(JSON_WS), Json.of(_object_schema(tool["parameters"])))
+                return seq(Regex(JSON_WS), Json.of(_object_schema(tool["parameters"]), f"tool {tool['name']!r}"))
             raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold a call's arguments")
         if spec.takes_id:
             return self._id(spec)
@@ -344,10 +367,16 @@ class _Builder:
                                       f"grammar {self.g.name!r}")
             units.append((unit, key in required))
         body = join(units, sep)
-        tail = [self._spec(x, ctx, stack) for x in extras]
+        tail = [t for t in (self._spec(x, ctx, stack) for x in extras) if t is not None]
         if rep.lo and not units:
             return None
-        return seq(body, *[t for t in tail if t is not None])
+        if not units:
+            return EMPTY
+        if rep.lo == 0 and tail and not any(req for _, req in units):
+            # separators that follow the list (a trailing comma) only come with at least one argument
+            nonempty = body.item if isinstance(body, Rep) and (body.lo, body.hi) == (0, 1) else body
+            return opt(seq(nonempty, *tail))
+        return seq(body, *tail)
 
     def _key(self, spec, ctx: dict) -> Node:
         arg = ctx.get("arg")
@@ -377,7 +406,7 @@ class _Builder:
         tool = ctx["tool"]["name"]
         where = f"tool {tool!r} parameter {arg['key']!r}"
         if spec.kind == BLOCK and spec.block == "json":
-            return seq(Regex(JSON_WS), Json.of(_with_defs(sub, root)))
+            return seq(Regex(JSON_WS), Json.of(_with_defs(sub, root), where))
         if spec.kind == BLOCK and spec.block == "literal":
             from ..runtime.encodings.literal import profile
             prof = profile(spec.options)
@@ -400,7 +429,7 @@ class _Builder:
             return Text(exclude=stops, lo=s.get("minLength", 0), hi=s.get("maxLength"), pattern=s.get("pattern"))
         non_string = {t for t in types if t != "string"}
         json_sub = _with_defs(_drop_string(_resolve(sub, root)), root) if "string" in types else _with_defs(sub, root)
-        options = [Json.of(json_sub)]
+        options = [Json.of(json_sub, where)]
         pad = Rep(Regex(r"[ \t\r\n]"), 0, 2)         # typed values are read with surrounding whitespace
         if non_string & {"object", "array"} and arg["type"] == "json" and spec.arg_type is None:
             # structured values may also be written as Python literals ({'a': (1, 2)}), which the parser reads
@@ -494,7 +523,7 @@ class _Builder:
                 item = self._variant(node.item, "any")
                 if item is None:
                     return EMPTY if node.lo == 0 else None
-                return Rep(item, node.lo, node.hi)
+                return Rep(item, node.lo, self._cap(node.hi) if self._node_can_call(node.item) else node.hi)
             first = self._variant(node.item, k if k == "one" else "many")
             if first is None or node.hi == 0:
                 return None
@@ -506,8 +535,15 @@ class _Builder:
             lead = Rep(zero, 0, None) if zero is not None and node.hi is None else EMPTY
             if rest is None:
                 return seq(lead, first) if node.lo <= 1 else None
-            return seq(lead, first, Rep(rest, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
+            more = self._cap(node.hi)
+            return seq(lead, first, Rep(rest, max(0, node.lo - 1), None if more is None else more - 1))
         return None
+
+    def _cap(self, hi):
+        """A repetition of calls bounded by ``max_calls`` (each repetition on its own)."""
+        if self.max_calls is None:
+            return hi
+        return self.max_calls if hi is None else min(hi, self.max_calls)
 
     def _plain_rule(self, name: str) -> Node:
         out = f"{name}__plain"
@@ -544,7 +580,7 @@ class _Builder:
                                   f"{self.mode!r}")
         self.out["tg_start"] = start
         self.out["start"] = Ref("tg_start")
-        return _reachable(self.out)
+        return {name: _no_adjacent_text(node) for name, node in _reachable(self.out).items()}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -560,6 +596,160 @@ def _refs(node: Node, out: set) -> None:
             _refs(x, out)
     elif isinstance(node, Rep):
         _refs(node.item, out)
+
+
+def _empty_ok(arg: dict) -> bool:
+    """Whether an argument's value may be the empty text."""
+    if arg["type"] == "any":
+        return True
+    if arg["type"] != "string":
+        return False
+    schema = _resolve(arg["schema"], arg["root"]) if isinstance(arg["schema"], dict) else {}
+    if not isinstance(schema, dict):
+        return True
+    if "enum" in schema:
+        return "" in schema["enum"]
+    if "const" in schema:
+        return schema["const"] == ""
+    return not schema.get("minLength") and "pattern" not in schema
+
+
+def _is_text(node: Node) -> bool:
+    return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
+
+
+def _no_adjacent_text(node: Node) -> Node:
+    """Rewrite loops like ``(TEXT | call)*`` so that two text lexemes never meet: a marker excluded from
+    each could otherwise be spelled across the boundary of two of them."""
+    if isinstance(node, Seq):
+        return seq(*[_no_adjacent_text(x) for x in node.items])
+    if isinstance(node, Alt):
+        return alt(*[_no_adjacent_text(x) for x in node.options])
+    if isinstance(node, Rep):
+        item = _no_adjacent_text(node.item)
+        options = item.options if isinstance(item, Alt) else (item,)
+        texts = [o for o in options if _is_text(o)]
+        if texts and node.hi is None:
+            text = texts[0].item if isinstance(texts[0], Rep) else texts[0]
+            others = [o for o in options if not _is_text(o)]
+            if not others:
+                return opt(text)
+            return seq(Rep(seq(opt(text), alt(*others)), node.lo, None), opt(text))
+        return Rep(item, node.lo, node.hi)
+    return node
+
+
+class _LazyHeads:
+    """Turn ``text? X``, where X starts with a marker spelled by ordinary tokens, into
+    ``Lazy(text, marker) X'`` (X' = X after the marker) or ``X``: an llguidance text lexeme is greedy and
+    cannot give back the characters that start the marker once it has taken them."""
+
+    def __init__(self, rules: dict, tokens: dict):
+        self.rules = rules
+        self.tokens = tokens
+        self.derived: dict = {}
+
+    def first(self, node: Node, seen=frozenset()) -> set | None:
+        """Literals every string of ``node`` starts with (None: something else may come first)."""
+        if isinstance(node, Lit):
+            return {node.text} if node.text else None
+        if isinstance(node, Ref):
+            if node.name in seen or node.name not in self.rules:
+                return None
+            return self.first(self.rules[node.name], seen | {node.name})
+        if isinstance(node, Alt):
+            out = set()
+            for o in node.options:
+                f = self.first(o, seen)
+                if f is None:
+                    return None
+                out |= f
+            return out
+        if isinstance(node, Seq):
+            return self.first(node.items[0], seen) if node.items else None
+        if isinstance(node, Rep):
+            return self.first(node.item, seen) if node.lo >= 1 else None
+        return None
+
+    def derive(self, node: Node, lit: str):
+        """``node`` after the literal ``lit`` (None: ``node`` cannot start with it)."""
+        if isinstance(node, Lit):
+            if node.text == lit:
+                return EMPTY
+            if node.text.startswith(lit):
+                return Lit(node.text[len(lit):])
+            return None
+        if isinstance(node, Ref):
+            key = (node.name, lit)
+            if key not in self.derived:
+                name = f"{node.name}__after{len(self.derived)}"
+                self.derived[key] = name
+                self.rules[name] = EMPTY
+                body = self.derive(self.rules[node.name], lit)
+                if body is None:
+                    del self.rules[name]
+                    self.derived[key] = None
+                    return None
+                self.rules[name] = body
+            name = self.derived[key]
+            return Ref(name) if name else None
+        if isinstance(node, Alt):
+            options = [d for d in (self.derive(o, lit) for o in node.options) if d is not None]
+            return alt(*options) if options else None
+        if isinstance(node, Seq):
+            if not node.items:
+                return None
+            head = self.derive(node.items[0], lit)
+            return None if head is None else seq(head, *node.items[1:])
+        if isinstance(node, Rep) and node.lo >= 1:
+            head = self.derive(node.item, lit)
+            if head is None:
+                return None
+            return seq(head, Rep(node.item, node.lo - 1, None if node.hi is None else node.hi - 1))
+        return None
+
+    def rewrite(self, node: Node) -> Node:
+        if isinstance(node, Seq):
+            items = [self.rewrite(x) for x in node.items]
+            out, i = [], 0
+            while i < len(items):
+                x = items[i]
+                if isinstance(x, Rep) and (x.lo, x.hi) == (0, 1) and isinstance(x.item, Text) and i + 1 < len(items):
+                    lazy = self.lazy(x.item, items[i + 1])
+                    if lazy is not None:
+                        out.append(lazy)
+                        i += 2
+                        continue
+                out.append(x)
+                i += 1
+            return seq(*out)
+        if isinstance(node, Alt):
+            return alt(*[self.rewrite(x) for x in node.options])
+        if isinstance(node, Rep):
+            return Rep(self.rewrite(node.item), node.lo, node.hi)
+        return node
+
+    def lazy(self, text: Text, nxt: Node):
+        firsts = self.first(nxt)
+        textual = sorted(f for f in firsts or () if f not in self.tokens and f in text.exclude)
+        if not textual:
+            return None
+        options = [nxt]
+        if len(textual) < len(firsts):          # markers that are tokens may still follow plain text
+            options.append(seq(opt(text), nxt))
+        for f in textual:
+            rest = self.derive(nxt, f)
+            if rest is not None:
+                options.append(seq(Lazy(text, f), rest))
+        return alt(*options)
+
+
+def lazy_heads(rules: dict, tokens: dict) -> dict:
+    """Apply `_LazyHeads` to every rule (for Lark output)."""
+    lh = _LazyHeads(dict(rules), tokens)
+    for name in list(lh.rules):
+        lh.rules[name] = lh.rewrite(lh.rules[name])
+    return lh.rules
 
 
 def _reachable(rules: dict) -> dict:
@@ -627,11 +817,14 @@ def tools_key(tools) -> str:
 
 
 def build_rules(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
-                reasoning: bool = True, max_reasoning: int | None = None) -> tuple[dict, str, tuple]:
+                reasoning: bool = True, max_reasoning: int | None = None,
+                max_calls: int | None = None) -> tuple[dict, str, tuple]:
     """The constraint's rules (name -> node, with "start"), its mode and the names of its tools."""
     tool_list = _tool_list(tools)
     mode, named = _mode(tool_choice, tool_list)
-    b = _Builder(g, tool_list, mode, named, parallel_tool_calls, reasoning, max_reasoning)
+    if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 1):
+        raise ConstraintError("max_calls must be a positive integer")
+    b = _Builder(g, tool_list, mode, named, parallel_tool_calls, reasoning, max_reasoning, max_calls)
     rules = b.build()
     return rules, mode, tuple(t["name"] for t in b.tools)
 
@@ -664,7 +857,8 @@ _CACHE_MAX = 512
 
 def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
                      syntax: str = "lark", tokenizer=None, *, dialect: str = "llguidance",
-                     reasoning: bool = True, max_reasoning: int | None = None) -> Constraint:
+                     reasoning: bool = True, max_reasoning: int | None = None,
+                     max_calls: int | None = None) -> Constraint:
     """`Grammar.constraint`; results are cached by grammar, tool set and options."""
     from .emit import to_gbnf, to_lark, to_structural_tag
     if syntax not in SYNTAXES:
@@ -673,13 +867,14 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         raise ConstraintError(f"dialect must be 'llguidance' or 'xgrammar', not {dialect!r}")
     tokens = added_tokens(tokenizer) if syntax == "lark" else {}
     key = (id(g), tools_key(tools), json.dumps(tool_choice, sort_keys=True, default=str), bool(parallel_tool_calls),
-           syntax, dialect, tools_key(tokens), reasoning, max_reasoning)
+           syntax, dialect, tools_key(tokens), reasoning, max_reasoning, max_calls)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is g:
         return hit[1]
-    rules, mode, names = build_rules(g, tools, tool_choice, parallel_tool_calls, reasoning, max_reasoning)
+    rules, mode, names = build_rules(g, tools, tool_choice, parallel_tool_calls, reasoning, max_reasoning,
+                                     max_calls)
     if syntax == "lark":
-        text = to_lark(rules, dialect, tokens)
+        text = to_lark(lazy_heads(rules, tokens), dialect, tokens)
     elif syntax == "gbnf":
         text = to_gbnf(rules)
     else:

@@ -62,10 +62,11 @@ class Regex(Node):
 @dataclass(frozen=True)
 class Json(Node):
     schema: str             # JSON text of the schema (hashable)
+    where: str = "tool"     # whose schema it is, for error messages
 
     @staticmethod
-    def of(schema: dict) -> "Json":
-        return Json(json.dumps(schema, ensure_ascii=False))    # key order kept: it is the property order
+    def of(schema: dict, where: str = "tool") -> "Json":
+        return Json(json.dumps(schema, ensure_ascii=False), where)    # key order kept: the property order
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,14 @@ class Text(Node):
     lo: int = 0
     hi: int | None = None
     pattern: str | None = None   # the text must also match this regex (JSON Schema "pattern")
+
+
+@dataclass(frozen=True)
+class Lazy(Node):
+    """Free text up to and including the first ``marker``, as one lazily matched lexeme: a marker spelled
+    with ordinary tokens right after free text (the text lexeme could not end in time otherwise)."""
+    text: Text
+    marker: str
 
 
 EMPTY = Seq(())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .ebnf import EMPTY, Alt, Json, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
+from .ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
 from .errors import ConstraintError
 from .regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
 from .schema_grammar import json_rules
@@ -106,9 +106,11 @@ class _Writer:
         if isinstance(n, Regex):
             return self.regex(n.pattern)
         if isinstance(n, Json):
-            return self.json(n.schema)
+            return self.json(n.schema, n.where)
         if isinstance(n, Text):
             return self.text(n)
+        if isinstance(n, Lazy):
+            return self.lazy(n)
         if isinstance(n, Tok):
             raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
         raise ConstraintError(f"internal: unknown node {n!r}")
@@ -164,7 +166,7 @@ class LarkWriter(_Writer):
     def regex(self, pattern: str) -> str:
         return _regex_text(pattern)
 
-    def json(self, schema: str) -> str:
+    def json(self, schema: str, where: str = "tool") -> str:
         data = json.loads(schema)
         if self.dialect == "llguidance":
             data = {"x-guidance": _XG, **data}
@@ -191,6 +193,18 @@ class LarkWriter(_Writer):
                 self.terms[key] = name = rule
         if n.lo == 0:
             return f"({name})?"
+        return name
+
+
+    def lazy(self, n: Lazy) -> str:
+        if self.dialect != "llguidance":              # a character-level matcher needs no lazy lexeme
+            return f"{self.text(Text(n.text.exclude, 0, n.text.hi, n.text.pattern))} {self.lit(n.marker)}"
+        key = ("lazy", n.text, n.marker)
+        name = self.terms.get(key)
+        if name is None:
+            name = self.terms[key] = f"tg_lazy{len(self.terms)}"
+            text = self.text(Text(n.text.exclude, 1, n.text.hi, n.text.pattern)).strip("()?")
+            self.extra.append(f"{name}[lazy]: {text}? {lark_string(n.marker)}")
         return name
 
 
@@ -318,6 +332,9 @@ def _gbnf_regex(items) -> str:
 
 
 class GbnfWriter(_Writer):
+    def lazy(self, n: Lazy) -> str:
+        return f"({self.text(n.text)})? {self.lit(n.marker)}"
+
     def __init__(self, rules: dict):
         super().__init__(rules)
         self.rules = dict(rules)
@@ -339,12 +356,12 @@ class GbnfWriter(_Writer):
         except Unsupported as e:
             raise ConstraintError(f"a pattern cannot be written in GBNF ({e})") from None
 
-    def json(self, schema: str) -> str:
+    def json(self, schema: str, where: str = "tool") -> str:
         name = self.json_done.get(schema)
         if name is None:
             name = self.json_done[schema] = f"tg_json{len(self.json_done)}"
             local: dict = {}
-            node = json_rules(schema, name, local)
+            node = json_rules(schema, name, local, where)
             self.pending.append((name, node))
             for k, v in local.items():
                 self.pending.append((k, v))

@@ -170,7 +170,7 @@ class SchemaGrammar:
                 return Ref(name)
             schema = self._resolve(schema)
         if self.syntax == "json":
-            return Json.of(self._with_defs(schema))
+            return Json.of(self._with_defs(schema), self.where)
         if "const" in schema:
             return self.literal(schema["const"])
         if "enum" in schema:
@@ -222,7 +222,7 @@ class SchemaGrammar:
         if t in ("integer", "number"):
             keep = {k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum",
                                                               "exclusiveMaximum", "multipleOf")}
-            return Json.of({"type": t, **keep})
+            return Json.of({"type": t, **keep}, self.where)
         if t == "boolean":
             return alt(self._words(True), self._words(False))
         if t == "null":
@@ -233,10 +233,12 @@ class SchemaGrammar:
                                                  hi=schema.get("maxLength"), pattern=schema.get("pattern")),
                            Lit(self.quote))
             keep = {k: v for k, v in schema.items() if k in ("minLength", "maxLength", "pattern", "format")}
-            as_json = Json.of({"type": "string", **keep})
+            as_json = Json.of({"type": "string", **keep}, self.where)
             if self.syntax == "python" and "pattern" not in schema:
                 lo, hi = schema.get("minLength", 0), schema.get("maxLength")
-                single = Regex(r"'(?:[^'\\\n]|\\[^\n]){%d,%s}'" % (lo, "" if hi is None else hi))
+                # escapes that decode to one character, so the bounds count characters of the value
+                single = Regex(r"'(?:[^'\\\n]|\\(?:[\\'\"abfnrtv0]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})){%d,%s}'"
+                               % (lo, "" if hi is None else hi))
                 return alt(as_json, single)          # Python also writes strings in single quotes
             return as_json
         if t == "array":

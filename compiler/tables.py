@@ -78,7 +78,8 @@ def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) ->
         keys = {t for target in targets for t in actions[target]}
     else:
         keys = set(actions[state])
-    out = {x for t in keys if t in specs and specs[t].kind == LITERAL for x in specs[t].spellings}
+    out = {x for t in keys if t in specs and specs[t].kind == LITERAL and not t.startswith("TG_")
+           for x in specs[t].spellings}                    # (reasoning markers are not call triggers)
     return tuple(sorted(out, key=lambda x: (-len(x), x)))
 
 

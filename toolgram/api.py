@@ -52,7 +52,7 @@ class Grammar:
 
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
-                   max_reasoning: int | None = None) -> Constraint:
+                   max_reasoning: int | None = None, max_calls: int | None = None) -> Constraint:
         """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``.
 
         ``tool_choice``: "required" | "auto" (lazy: free text until a call marker) | "none" |
@@ -60,10 +60,12 @@ class Grammar:
         "xgrammar"`` for xgrammar's compile_lark), "gbnf" (llama.cpp) or "structural_tag" (xgrammar / vLLM).
         ``tokenizer``: markers that are single added tokens are then written as tokens.  ``reasoning=False``:
         the request turned reasoning off.  ``max_reasoning``: cap on reasoning characters.
+        ``max_calls``: cap on how often a repetition of calls may repeat.
         Raises `toolgram.ConstraintError` naming the tool and why.
         """
         return build_constraint(self.compiled, tools, tool_choice, parallel_tool_calls, syntax, tokenizer,
-                                dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning)
+                                dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning,
+                                max_calls=max_calls)
 
     def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True) -> ParseResult:
         """Parse a whole output (exactly what streaming it in one delta gives)."""

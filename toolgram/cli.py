@@ -88,6 +88,33 @@ def cmd_parse(args) -> int:
     return 0
 
 
+def cmd_constraint(args) -> int:
+    from .compiler.errors import ConstraintError
+    g = load(args.name, _reasoning_arg(args))
+    tools = _read_tools(args.tools) or []
+    choice = args.choice
+    if choice not in ("auto", "required", "none"):
+        choice = {"type": "function", "function": {"name": choice}}
+    tokenizer = None
+    if args.tokenizer:
+        try:
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        except Exception as e:                      # noqa: BLE001 - report any loading problem plainly
+            raise GrammarError(f"cannot load tokenizer: {e}", args.tokenizer) from None
+    try:
+        c = g.constraint(tools, choice, parallel_tool_calls=not args.single, syntax=args.syntax,
+                         tokenizer=tokenizer, dialect=args.dialect, reasoning=not args.reasoning_off)
+    except ConstraintError as e:
+        print(f"toolgram: {e}", file=sys.stderr)
+        return 2
+    if args.vllm:
+        print(json.dumps({"structured_outputs": c.structured_outputs()}, ensure_ascii=False))
+    else:
+        sys.stdout.write(c.text if c.text.endswith("\n") else c.text + "\n")
+    return 0
+
+
 def cmd_check(args) -> int:
     names = args.names or registry.grammar_names()
     for n in names:
@@ -144,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reasoning-off", action="store_true",
                    help="the request turned reasoning off (output does not start inside reasoning)")
     q.set_defaults(func=cmd_parse)
+
+    cs = sub.add_parser("constraint", help="print the decoding constraint for a request's tools",
+                        description="Print the constraint that makes a model call the given tools in this "
+                                    "grammar's own syntax.")
+    cs.add_argument("name", help="a bundled grammar name or a grammar file")
+    cs.add_argument("--tools", required=True, help="JSON file with the request's tools list")
+    cs.add_argument("--choice", default="required",
+                    help="required | auto | none | the name of one tool (default required)")
+    cs.add_argument("--single", action="store_true", help="parallel_tool_calls=false: at most one call")
+    cs.add_argument("--syntax", default="lark", choices=["lark", "gbnf", "structural_tag"])
+    cs.add_argument("--dialect", default="llguidance", choices=["llguidance", "xgrammar"],
+                    help="Lark dialect (xgrammar has no regex intersections)")
+    cs.add_argument("--tokenizer", help="a local tokenizer directory: markers that are single tokens become tokens")
+    cs.add_argument("--vllm", action="store_true", help="print vLLM's structured_outputs request field")
+    cs.add_argument("--reasoning", help="compose this reasoning grammar")
+    cs.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
+    cs.add_argument("--reasoning-off", action="store_true", help="the request turned reasoning off")
+    cs.set_defaults(func=cmd_constraint)
 
     k = sub.add_parser("check", help="run grammar corpora", description="Run the corpora of the named grammars "
                        "(default: all): one-shot, streamed in chunks, 1-char and whole deltas.")

@@ -1,0 +1,79 @@
+"""Shared pieces of the constraint tests: per-grammar test tokenizers and demo models, llguidance matchers."""
+import functools
+import json
+import os
+import tempfile
+
+import toolgram
+from toolgram.compiler.compiled import LITERAL
+
+os.environ.setdefault("TOOLGRAM_DEMO_CACHE", os.path.join(tempfile.gettempdir(), "toolgram-test-demo-models"))
+
+
+def markers_of(g) -> list[str]:
+    """The grammar's markers as a model family would have them: multi-character markup as added tokens."""
+    ms = {x for s in g.compiled.terminals.values() if s.kind == LITERAL for x in s.spellings
+          if len(x) >= 2 and not x.isalnum() and not x.isspace()}
+    r = g.compiled.reasoning
+    if r is not None and not r.channel:
+        ms.update(m for m in (r.open, r.close) if m)
+    return sorted(ms)
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer(markers: tuple):
+    import llguidance
+    from toolgram.serve.demo_model import build_tokenizer
+    tok = build_tokenizer(list(markers))
+    return tok, llguidance.LLTokenizer(tok.to_str(), eos_token=tok.token_to_id("<|im_end|>"))
+
+
+def tokenizer_for(g):
+    """(tokenizers.Tokenizer, llguidance.LLTokenizer) with the grammar's markers as single tokens."""
+    return _tokenizer(tuple(markers_of(g)))
+
+
+def accepts(g, constraint_text: str, text: str) -> str | None:
+    """None if an llguidance matcher for the constraint consumes ``text`` and may stop there; else why not."""
+    import llguidance
+    tok, lt = tokenizer_for(g)
+    m = llguidance.LLMatcher(lt, constraint_text, log_level=0)
+    if m.is_error():
+        return "grammar error: " + m.get_error()[:300]
+    ids = tok.encode(text).ids
+    for i, t in enumerate(ids):
+        if not m.consume_token(t):
+            return f"rejected token {i} after {tok.decode(ids[:i])[-40:]!r}: {m.get_error().splitlines()[0][:200]}"
+    if not (m.is_accepting() or m.is_stopped()):
+        return "not accepting at the end"
+    return None
+
+
+def synthesized_tools(case, result) -> list:
+    """The case's tools, plus a free-form tool for every called name the case's tools lack."""
+    tools = list(case.tools or [])
+    names = {t["function"]["name"] for t in tools}
+    for c in result.tool_calls:
+        if c.name not in names:
+            names.add(c.name)
+            tools.append({"type": "function", "function": {"name": c.name, "parameters": {"type": "object"}}})
+    return tools
+
+
+def arguments_valid(tools, calls) -> bool:
+    import jsonschema
+    by = {t["function"]["name"]: (t["function"].get("parameters") or {}) for t in tools}
+    for c in calls:
+        try:
+            jsonschema.validate(json.loads(c.arguments), by.get(c.name, {}))
+        except (jsonschema.ValidationError, ValueError):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_for(name: str):
+    from toolgram.serve import demo_model
+    from toolgram.runtime.decoding import Decoder
+    g = toolgram.load(name)
+    return Decoder.from_pretrained(demo_model.build(markers_of(g)))

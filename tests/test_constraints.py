@@ -1,0 +1,186 @@
+"""Constraints on their own: modes, syntaxes, schema features, errors, caching, the CLI."""
+import json
+import time
+
+import pytest
+
+import toolgram
+from toolgram import ConstraintError
+from toolgram.cli import main
+
+from constraint_helpers import accepts, tokenizer_for
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                     "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+    "required": ["city"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+NAMED = {"type": "function", "function": {"name": "get_time"}}
+
+
+def check(name, tools, choice, text, ok=True, **kw):
+    g = toolgram.load(name)
+    tok, _ = tokenizer_for(g)
+    c = g.constraint(tools, choice, tokenizer=tok, **kw)
+    problem = accepts(g, c.text, text)
+    assert (problem is None) == ok, f"{choice}: {text!r}: {problem}"
+
+
+def test_required_accepts_calls_and_refuses_text():
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], "required", call)
+    check("hermes", [WEATHER, TIME], "required", call + "\n" + call)
+    check("hermes", [WEATHER, TIME], "required", "Sure! " + call, ok=False)           # no free text
+    check("hermes", [WEATHER, TIME], "required", call + "\nDone.", ok=False)
+    check("hermes", [WEATHER, TIME], "required", "", ok=False)                         # at least one call
+    bad = '<tool_call>\n{"name": "get_weather", "arguments": {"days": 3}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], "required", bad, ok=False)                        # city is required
+    unknown = '<tool_call>\n{"name": "launch", "arguments": {}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], "required", unknown, ok=False)
+
+
+def test_parallel_false_and_named_allow_exactly_one_call():
+    call = '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], "required", call, parallel_tool_calls=False)
+    check("hermes", [WEATHER, TIME], "required", call + "\n" + call, ok=False, parallel_tool_calls=False)
+    check("hermes", [WEATHER, TIME], NAMED, call)
+    check("hermes", [WEATHER, TIME], NAMED, call + "\n" + call, ok=False)
+    other = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], NAMED, other, ok=False)
+
+
+def test_auto_is_free_text_until_a_marker_then_a_valid_call():
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    check("hermes", [WEATHER, TIME], "auto", "Just text, with <tags> and {braces}.")
+    check("hermes", [WEATHER, TIME], "auto", "Let me check. " + call + " Done.")
+    check("hermes", [WEATHER, TIME], "auto", "Let me check. <tool_call>oops</tool_call>", ok=False)
+    check("hermes", [WEATHER, TIME], "auto", "Let me check. " + call, parallel_tool_calls=False)
+    check("hermes", [WEATHER, TIME], "auto", call + call, ok=False, parallel_tool_calls=False)
+
+
+def test_none_bans_markers():
+    check("hermes", [WEATHER], "none", "Plain answer <b>bold</b> {x}.")
+    check("hermes", [WEATHER], "none", 'Hi <tool_call>{"name": "get_weather"}</tool_call>', ok=False)
+    check("kimi_k2", [WEATHER], "none", "text <|tool_calls_section_begin|>", ok=False)
+
+
+def test_reasoning_first_then_a_call():
+    g = toolgram.load("kimi_k2", reasoning="kimi_k25")
+    tok, _ = tokenizer_for(g)
+    c = g.constraint([WEATHER], "required", tokenizer=tok)
+    call = ('<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>'
+            '{"city": "Paris"}<|tool_call_end|><|tool_calls_section_end|>')
+    assert accepts(g, c.text, "I think I should check.</think>" + call) is None
+    assert accepts(g, c.text, "I think" + call) is None                 # a call ends unclosed reasoning
+    assert accepts(g, c.text, "I think</think>and talk") is not None     # but must call
+    c = g.constraint([WEATHER], "required", tokenizer=tok, reasoning=False)
+    assert accepts(g, c.text, call) is None
+
+
+def test_marker_tokens_are_written_as_tokens():
+    g = toolgram.load("hermes")
+    tok, _ = tokenizer_for(g)
+    c = g.constraint([WEATHER], "required", tokenizer=tok)
+    assert f"<[{tok.token_to_id('<tool_call>')}]>" in c.text and '"<tool_call>"' not in c.text
+    assert '"<tool_call>"' in g.constraint([WEATHER], "required").text
+
+
+def test_kv_arguments_follow_the_schema():
+    tools = [{"type": "function", "function": {"name": "book", "parameters": {
+        "type": "object", "properties": {"to": {"type": "string", "enum": ["NYC", "LAX"]},
+                                         "n": {"type": "integer"}, "first": {"type": "boolean"}},
+        "required": ["to", "n"]}}}]
+    ok = "<tool_call>book<arg_key>to</arg_key><arg_value>NYC</arg_value><arg_key>n</arg_key><arg_value>2</arg_value></tool_call>"
+    check("glm47", tools, "required", ok)
+    check("glm47", tools, "required", ok.replace("NYC", "SFO"), ok=False)                 # enum
+    check("glm47", tools, "required", ok.replace(">2<", ">two<"), ok=False)              # integer
+    check("glm47", tools, "required", ok.replace(
+        "<arg_key>n</arg_key><arg_value>2</arg_value>", ""), ok=False)                    # required n
+    check("glm47", tools, "required", ok.replace("</tool_call>", "<arg_key>first</arg_key>"
+                                                 "<arg_value>true</arg_value></tool_call>"))
+
+
+def test_schema_features_compile_and_accept():
+    schema = {"type": "object", "$defs": {"pt": {"type": "object", "properties": {"x": {"type": "number"},
+                                                                                   "y": {"type": "number"}},
+                                                 "required": ["x", "y"]}},
+              "properties": {"pts": {"type": "array", "items": {"$ref": "#/$defs/pt"}, "minItems": 1, "maxItems": 3},
+                             "mode": {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "integer"}]},
+                             "meta": {"type": "object", "properties": {"tag": {"type": "string", "maxLength": 8}}},
+                             "n": {"type": "number", "minimum": 0, "maximum": 1}},
+              "required": ["pts"]}
+    tools = [{"type": "function", "function": {"name": "plot", "parameters": schema}}]
+    args = {"pts": [{"x": 1, "y": 2.5}], "mode": 3, "meta": {"tag": "abc"}, "n": 0.5}
+    text = '<tool_call>\n{"name": "plot", "arguments": ' + json.dumps(args) + '}\n</tool_call>'
+    check("hermes", tools, "required", text)
+    bad = dict(args, n=2)
+    check("hermes", tools, "required", text.replace(json.dumps(args), json.dumps(bad)), ok=False)
+    long_tag = dict(args, meta={"tag": "abcdefghij"})
+    check("hermes", tools, "required", text.replace(json.dumps(args), json.dumps(long_tag)), ok=False)
+    # the same schema in a Python-literal grammar and a key/value grammar
+    check("pythonic", tools, "required", "[plot(pts=[{'x': 1, 'y': 2.5}], mode=3, n=0.5)]")
+    check("glm47", tools, "required",
+          '<tool_call>plot<arg_key>pts</arg_key><arg_value>[{"x": 1, "y": 2.5}]</arg_value></tool_call>')
+
+
+def test_many_tools_build_fast_and_cache():
+    tools = [{"type": "function", "function": {"name": f"tool_{i}", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}}} for i in range(24)]
+    g = toolgram.load("hermes")
+    c1 = g.constraint(tools, "required")
+    assert all(f'tool_{i}\\"' in c1.text for i in range(24))
+    t = time.perf_counter()
+    c2 = g.constraint(tools, "required")
+    assert c2 is c1 and time.perf_counter() - t < 0.05
+
+
+def test_empty_parameters_and_no_parameters():
+    tools = [{"type": "function", "function": {"name": "ping"}},
+             {"type": "function", "function": {"name": "pong", "parameters": {"type": "object"}}}]
+    check("hermes", tools, "required", '<tool_call>{"name": "ping", "arguments": {}}</tool_call>')
+    check("glm47", tools, "required", "<tool_call>ping</tool_call>")
+    check("glm47", tools, "required", "<tool_call>pong<arg_key>any</arg_key><arg_value>x</arg_value></tool_call>")
+
+
+@pytest.mark.parametrize("tools,choice,words", [
+    ([], "required", "at least one tool"),
+    ([WEATHER], NAMED, "not in tools"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a": {"type": "strin"}}}}}], "required", "tool 'f'"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}], "required", "object"),
+    ([{"type": "function", "function": {"parameters": {}}}], "required", "no function name"),
+    ([WEATHER, WEATHER], "required", "duplicate"),
+    ([WEATHER], "sometimes", "tool_choice"),
+    ([{"type": "retrieval"}], "required", "only function tools"),
+])
+def test_bad_requests_raise_constraint_error(tools, choice, words):
+    with pytest.raises(ConstraintError, match=words):
+        toolgram.load("hermes").constraint(tools, choice)
+
+
+def test_unenforceable_schema_feature_names_the_tool():
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "^a+$"}}}}}]
+    with pytest.raises(ConstraintError, match="tool 'f'"):
+        toolgram.load("hermes").constraint(tools, "required", syntax="gbnf")
+    toolgram.load("hermes").constraint(tools, "required")      # %json enforces patterns
+
+
+def test_vllm_structured_outputs_field():
+    c = toolgram.load("hermes").constraint([WEATHER], "required")
+    assert c.structured_outputs() == {"grammar": c.text}
+    st = toolgram.load("hermes").constraint([WEATHER], "required", syntax="structural_tag")
+    assert json.loads(st.structured_outputs()["structural_tag"])["type"] == "structural_tag"
+
+
+def test_cli_constraint(tmp_path, capsys):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([WEATHER]), encoding="utf-8")
+    assert main(["constraint", "hermes", "--tools", str(tools), "--choice", "required"]) == 0
+    assert "get_weather" in capsys.readouterr().out
+    assert main(["constraint", "glm47", "--tools", str(tools), "--syntax", "gbnf"]) == 0
+    assert "root ::=" in capsys.readouterr().out
+    assert main(["constraint", "hermes", "--tools", str(tools), "--choice", "nope"]) == 2
+    assert "not in tools" in capsys.readouterr().err
+    assert main(["constraint", "hermes", "--tools", str(tools), "--vllm"]) == 0
+    assert json.loads(capsys.readouterr().out)["structured_outputs"]["grammar"]
