@@ -28,28 +28,6 @@ PROSE = ("The quick brown fox jumps over the lazy dog; 3 < 4 and {sets} [lists] 
          "Résumé naïve café, 東京, emoji-free text. ")
 
 
-def long_argument_template(name: str):
-    """(prefix, suffix, tools) so that prefix + 'x' * n + suffix is one call with an n-char string argument."""
-    g = toolgram.load(name)
-    for case in corpus.load_cases(name):
-        try:
-            r = g.parse(case.output, case.tools)
-        except Exception:  # pragma: no cover
-            continue
-        for call in r.tool_calls:
-            if call.truncated:
-                continue
-            args = json.loads(call.arguments)
-            for value in args.values():
-                if isinstance(value, str) and len(value) >= 3 and case.output.count(value) == 1:
-                    i = case.output.index(value)
-                    prefix, suffix = case.output[:i], case.output[i + len(value):]
-                    check = g.parse(prefix + "x" * 100 + suffix, case.tools)
-                    if check.tool_calls and "x" * 100 in check.tool_calls[0].arguments:
-                        return prefix, suffix, case.tools
-    return None
-
-
 def run_once(g, text: str, size: int, tools) -> tuple[float, float, int]:
     p = g.stream(tools)
     chunks = [text[i:i + size] for i in range(0, len(text), size)]
@@ -99,7 +77,7 @@ def main(argv=None) -> int:
     for name in names:
         cold, warm = compile_ms(name)
         g = toolgram.load(name)
-        tpl = long_argument_template(name)
+        tpl = corpus.long_argument_template(name)
         row = {"grammar": name, "compile_ms": cold, "cached_load_ms": warm}
         if tpl is not None:
             prefix, suffix, tools = tpl

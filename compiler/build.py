@@ -144,6 +144,7 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
         spec.strip = {True: "whitespace", False: "none"}.get(strip, strip)
         spec.unescape = opts.get("unescape")
         spec.max_length = opts.get("max_length")
+        spec.settle()
         if spec.accumulates and spec.max_length is None:
             spec.max_length = _ACCUMULATED_MAX
         if spec.kind == BLOCK and spec.block == "json_call" and (spec.takes_name or spec.role != "markup"):

@@ -36,11 +36,13 @@ class TerminalSpec:
     options: dict = field(default_factory=dict)   # BLOCK: encoding options
     lookahead: tuple = ()             # LOOKAHEAD: markers it must stand before
     max_length: int | None = None     # longest accepted token (names, keys, ids)
+    # whether the token's whole text is needed at once (names, ids, keys) rather than streamed: set by
+    # `settle` once the fields above are final (the runtime reads it per token)
+    accumulates: bool = False
 
-    @property
-    def accumulates(self) -> bool:
-        """Whether the token's whole text is needed at once (names, ids, keys) rather than streamed."""
-        return self.takes_name or self.takes_id or self.role == "key"
+    def settle(self) -> "TerminalSpec":
+        self.accumulates = bool(self.takes_name or self.takes_id or self.role == "key")
+        return self
 
 
 @dataclass
@@ -51,12 +53,12 @@ class StateLexer:
     literal_terms: dict = field(default_factory=dict)   # marker text -> terminal name
     literal_prefixes: frozenset = frozenset()            # proper prefixes of those markers
     literal_max: int = 0
-    patterns: tuple = ()              # ((compiled regex, terminal name), ...)
+    patterns: tuple = ()              # ((compiled regex, terminal name, longest token, class run), ...)
     lookaheads: tuple = ()            # ((terminal name, (marker, ...)), ...)
     blocks: tuple = ()                # ((terminal name, first characters or None), ...)
     text: str | None = None           # the text terminal that can start here
-    stop_re: Any = None               # `re` alternation of the markers that end that text run
-    stops: tuple = ()                 # those markers
+    stops: tuple = ()                 # the markers that end that text run
+    stop_re: Any = None               # `re` alternation of them (for short texts; long ones use str.find)
     stop_prefixes: frozenset = frozenset()
     stop_first: str = ""              # first characters of those markers
     stop_max: int = 0

@@ -19,7 +19,7 @@ from .build import compile_data, read, reasoning_spec
 from .compiled import CompiledGrammar, ReasoningSpec
 from .errors import GrammarError
 
-_CACHE_VERSION = "3"
+_CACHE_VERSION = "6"
 DEFAULT = object()
 
 

@@ -10,6 +10,8 @@ followed by something other than a marker) are rejected here with the terminal's
 from __future__ import annotations
 
 import re
+import sys
+from re import _constants as re_constants, _parser as re_parser
 
 from lark.parsers.lalr_analysis import Shift
 
@@ -20,6 +22,29 @@ def _alternation(literals) -> re.Pattern | None:
     if not literals:
         return None
     return re.compile("|".join(re.escape(x) for x in sorted(literals, key=len, reverse=True)))
+
+
+# The longest token an unbounded pattern without `max_length` may match.  A pattern token that reaches the
+# end of the text so far is matched again when more arrives; this bound keeps that work per delta constant.
+PATTERN_CAP = 4096
+
+
+def class_run(source: str | None) -> bool:
+    r"""Whether a pattern is one character class repeated without bound (``[ \t\r\n]+``, ``\s*``): such a
+    token can be consumed as it arrives and extended, instead of being matched again from its start."""
+    if not source:
+        return False
+    try:
+        tree = re_parser.parse(source)
+    except Exception:                    # a `regex`-only construct: not a plain class run
+        return False
+    if len(tree) != 1:
+        return False
+    op, av = tree[0]
+    if op is not re_constants.MAX_REPEAT or av[0] > 1 or av[1] != re_constants.MAXREPEAT or len(av[2]) != 1:
+        return False
+    return av[2][0][0] in (re_constants.IN, re_constants.LITERAL, re_constants.NOT_LITERAL, re_constants.ANY,
+                           re_constants.CATEGORY)
 
 
 def _prefixes(literals) -> frozenset:
@@ -106,7 +131,10 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                         error(f"terminals {other} and {t} are the same marker {spelling!r}", t)
                     literals[spelling] = t
             elif spec.kind == PATTERN:
-                patterns.append((spec.pattern, t))
+                # (regex, terminal, longest token, grows): a class run without max_length grows unbounded
+                grows = spec.max_length is None and class_run(spec.source)
+                cap = spec.max_length or (sys.maxsize if grows else PATTERN_CAP)
+                patterns.append((spec.pattern, t, cap, grows))
             elif spec.kind == LOOKAHEAD:
                 lookaheads.append((t, spec.lookahead))
             elif spec.kind == BLOCK:

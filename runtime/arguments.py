@@ -15,13 +15,15 @@ value ends; a key goes out together with the first piece of its value.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 
 from .encodings.literal import literal_to_json
 from .schema_values import ToolSchemas, convert, is_string_only
 
 
 def _escape(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    """The JSON string body of ``text`` (``json.dumps(text, ensure_ascii=False)`` less its quotes)."""
+    return encode_basestring(text)[1:-1]
 
 
 class ArgsBuilder:

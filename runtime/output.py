@@ -14,19 +14,17 @@ produced by one ``feed`` are merged into one delta.
 """
 from __future__ import annotations
 
+import os
 import re
-import secrets
-import string
 
 from .arguments import ArgsBuilder
 from .schema_values import ToolSchemas
 from .types import ParseResult, ToolCall
 
-_ALNUM = string.ascii_letters + string.digits
-
 
 def random_call_id() -> str:
-    return "call_" + "".join(secrets.choice(_ALNUM) for _ in range(24))
+    """``call_`` and 24 random hex digits (96 bits from the OS's random source, like OpenAI's opaque ids)."""
+    return "call_" + os.urandom(12).hex()
 
 
 class _Call:
@@ -55,10 +53,11 @@ class Output:
         self.new_id = new_id or random_call_id
         self.deltas: list[dict] = []
         self._last = None          # kind of the last delta of this feed: "c", "r" or a call index
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
+        self._delta: dict = {}     # that delta
         self.calls: list[_Call] = []
-        self.segments: list[list] = []
+        self.segments: list[list] = []   # [kind, [text, ...]]; content and reasoning are read from them
+        self._seg_kind = None      # kind of the last segment
+        self._seg_parts: list = []  # its texts
         self.in_region = False
         self.live = True
         self.pending: list[tuple[str, str]] = []
@@ -72,44 +71,58 @@ class Output:
         return out
 
     def _seg(self, kind: str, text: str) -> None:
-        segs = self.segments
-        if segs and segs[-1][0] == kind:
-            segs[-1][1].append(text)
+        if self._seg_kind == kind:
+            self._seg_parts.append(text)
         else:
-            segs.append([kind, [text]])
+            self._seg_kind = kind
+            self._seg_parts = [text]
+            self.segments.append([kind, self._seg_parts])
 
     def _emit_content(self, text: str) -> None:
-        self.content.append(text)
-        self._seg("content", text)
-        if self._last == "c":
-            self.deltas[-1]["content"] += text
+        if self._seg_kind == "content":
+            self._seg_parts.append(text)
         else:
-            self.deltas.append({"content": text})
+            self._seg("content", text)
+        if self._last == "c":
+            self._delta["content"] += text
+        else:
+            self._delta = {"content": text}
+            self.deltas.append(self._delta)
             self._last = "c"
 
     def _emit_reasoning(self, text: str) -> None:
-        self.reasoning.append(text)
         self._seg("reasoning", text)
         if self._last == "r":
-            self.deltas[-1]["reasoning_content"] += text
+            self._delta["reasoning_content"] += text
         else:
-            self.deltas.append({"reasoning_content": text})
+            self._delta = {"reasoning_content": text}
+            self.deltas.append(self._delta)
             self._last = "r"
 
     def _emit_args(self, call: _Call, text: str) -> None:
         call.parts.append(text)
         if self._last == call.index:
-            self.deltas[-1]["tool_calls"][0]["function"]["arguments"] += text
+            self._delta["arguments"] += text
         else:
-            self.deltas.append({"tool_calls": [{"index": call.index, "function": {"arguments": text}}]})
+            self._delta = {"arguments": text}
+            self.deltas.append({"tool_calls": [{"index": call.index, "function": self._delta}]})
             self._last = call.index
 
     # -- text ----------------------------------------------------------------------------------
     def content_text(self, text: str) -> None:
-        if self.live:
-            self._emit_content(text)
-        else:
+        if not self.live:
             self.pending.append(("content", text))
+            return
+        if self._seg_kind == "content":
+            self._seg_parts.append(text)
+        else:
+            self._seg("content", text)
+        if self._last == "c":
+            self._delta["content"] += text
+        else:
+            self._delta = {"content": text}
+            self.deltas.append(self._delta)
+            self._last = "c"
 
     def reasoning_text(self, text: str) -> None:
         if self.live:
@@ -236,9 +249,17 @@ class Output:
             call.builder.value_type(marker)
 
     def value_text(self, text: str) -> None:
-        call = self._current()
-        if call is not None:
-            self._send(call, call.builder.value_text(text))
+        call = self.call
+        if call is None or self.refused:
+            call = self._current()
+            if call is None:
+                return
+        piece = call.builder.value_text(text)
+        if piece:
+            if call.committed:
+                self._emit_args(call, piece)
+            else:
+                self._send(call, piece)
 
     def value_json(self, text: str) -> None:
         call = self._current()
@@ -291,8 +312,9 @@ class Output:
         call.index = len(self.calls)
         call.id = call.native_id or self.new_id()
         self.calls.append(call)
+        self._delta = {"name": call.name, "arguments": ""}
         self.deltas.append({"tool_calls": [{"index": call.index, "id": call.id, "type": "function",
-                                            "function": {"name": call.name, "arguments": ""}}]})
+                                            "function": self._delta}]})
         self._last = call.index
         unsent, call.unsent = call.unsent, []
         for text in unsent:
@@ -303,7 +325,9 @@ class Output:
         calls = [ToolCall(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
                           truncated=c.truncated, unknown=c.unknown) for c in self.calls]
         pending = [(k, t) for k, t in self.pending]
-        segments = [(k, "".join(parts)) for k, parts in self.segments] + pending
-        return ParseResult(content="".join(self.content) if self.content else None,
-                           reasoning_content="".join(self.reasoning) if self.reasoning else None,
-                           tool_calls=calls, segments=segments, recovered=self.recoveries)
+        segments = [(k, "".join(parts)) for k, parts in self.segments]
+        content = [t for k, t in segments if k == "content"]
+        reasoning = [t for k, t in segments if k == "reasoning"]
+        return ParseResult(content="".join(content) if content else None,
+                           reasoning_content="".join(reasoning) if reasoning else None,
+                           tool_calls=calls, segments=segments + pending, recovered=self.recoveries)

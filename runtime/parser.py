@@ -24,24 +24,110 @@ from .output import Output
 from .schema_values import ToolSchemas
 from .textfilter import TextFilter, strip_text, unescape_xml
 
-_TOKEN, _RUN, _BLOCK, _FAIL = 0, 1, 2, 3
+_TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
 _END = "$END"
+_STARTS: dict = {}       # pattern -> {character: whether a match can begin with it}, or False
+
+
+def _can_start(starts: dict, pat, c: str) -> bool:
+    ok = starts.get(c)
+    if ok is None:
+        if len(starts) > 4096:
+            starts.clear()
+        ok = starts[c] = pat.match(c, partial=True) is not None
+    return ok
+
+
+def _alone(patterns: tuple, pat, c: str) -> bool:
+    """Whether no pattern but ``pat`` may start with ``c`` (then a class-run token of ``pat`` can grow)."""
+    for other, _, _, _ in patterns:
+        if other is not pat:
+            starts = _STARTS.get(other)
+            if starts is None:
+                starts = _STARTS[other] = _memo_for(other)
+            if starts is False or _can_start(starts, other, c):
+                return False
+    return True
+
+
+def _memo_for(pat):
+    """A first-character memo for a pattern, or False where the text before a match can matter
+    (lookbehind, word boundaries): a lone character is then no evidence."""
+    src = pat.pattern
+    return False if ("(?<" in src or "\\b" in src or "\\B" in src) else {}
+
+
+def _earliest(stops: tuple, buf: str, start: int, n: int) -> int:
+    """Where the first of several markers occurs in ``buf[start:n]`` (-1: nowhere), by C-level ``str.find``
+    per marker over windows that double in size, so the cost stays proportional to the distance searched
+    (a regex alternation is slow when a marker's first character is frequent in the text)."""
+    lo = start
+    width = 256
+    while lo < n:
+        hi = min(n, lo + width)
+        found = -1
+        for mark in stops:
+            end = (hi if found == -1 else found) + len(mark) - 1
+            i = buf.find(mark, lo, end if end < n else n)
+            if i != -1:
+                found = i
+        if found != -1:
+            return found
+        lo = hi
+        width *= 2
+    return -1
 
 
 class _Run:
-    __slots__ = ("term", "spec", "lex", "role", "acc", "filter", "length", "force", "cut")
+    __slots__ = ("term", "spec", "lex", "role", "acc", "filter", "length", "force", "cut", "emit", "max_length")
     is_run = True
 
-    def __init__(self, term, spec, lex, force):
+    def __init__(self, term, spec, lex, force, out: Output):
         self.term = term
         self.spec = spec
         self.lex = lex
         self.role = "accumulate" if spec.accumulates else spec.role
         self.acc: list[str] = []
-        self.filter = TextFilter(spec.strip, spec.unescape) if spec.role == "value" else None
+        self.filter = None
         self.length = 0
+        self.max_length = spec.max_length
         self.force = force
         self.cut = False          # ended by the end of the text, not by a marker
+        self.emit = self._emitter(out)
+
+    def _emitter(self, out: Output):
+        """The function that takes each piece of the run's text (bound once: the per-delta path is hot)."""
+        role = self.role
+        if role == "content":
+            return out.content_text
+        if role == "reasoning":
+            return out.reasoning_text
+        markup = out.markup
+        if role == "accumulate":
+            append = self.acc.append
+
+            def emit(text):
+                markup(text)
+                append(text)
+            return emit
+        if role == "value":
+            value_text = out.value_text
+            spec = self.spec
+            if spec.strip == "none" and not spec.unescape:
+                def emit(text):
+                    markup(text)
+                    value_text(text)
+                return emit
+            self.filter = TextFilter(spec.strip, spec.unescape)
+            feed = self.filter.feed
+
+            def emit(text):
+                markup(text)
+                text = feed(text)
+                if text:
+                    value_text(text)
+            return emit
+        return markup
 
 
 class _Block:
@@ -84,6 +170,7 @@ class StreamingParser:
         self._buf = ""
         self._offset = 0          # stream offset of _buf[0]
         self._active = None       # the run or block being read
+        self._grow = None         # (terminal, [text, ...]) of a class-run token still growing
         self._stall = None        # (offset, state) of the last recovery
         self._force = False       # no progress since the last recovery: read free text here
         self._closed = False
@@ -150,52 +237,90 @@ class StreamingParser:
                 else:
                     self._recover(pos)
                 continue
-            if pos >= n:
-                if eof:
-                    self._finish()
-                break
-            stack = self._stack
-            lex = self._lexers[stack[-1]]
-            if lex.safe:
-                if out.in_region:
-                    out.settle()
-                self._snap = stack[:]
-            if self._force:
-                self._force = False
-                if lex.text is not None:
-                    spec = self._specs[lex.text]
+            if self._grow is not None:
+                # a class-run token (whitespace...) that reached the end of the text before: extend it
+                term, parts = self._grow
+                spec = self._specs[term]
+                m = spec.pattern.match(buf, pos)
+                end = m.end() if m is not None else pos
+                if end >= n and not eof:
+                    if end > pos:
+                        parts.append(buf[pos:end])
+                    pos = end
+                    break
+                self._grow = None
+                parts.append(buf[pos:end])
+                text = "".join(parts)
+                stack = self._stack
+            else:
+                if pos >= n:
+                    if eof:
+                        self._finish()
+                    break
+                stack = self._stack
+                lex = self._lexers[stack[-1]]
+                if lex.safe:
+                    if out.in_region:
+                        out.settle()
+                    self._snap = stack[:]
+                if self._force:
+                    self._force = False
+                    if lex.text is not None:
+                        spec = self._specs[lex.text]
+                        if spec.role not in ("content", "reasoning"):
+                            out.enter_region()
+                        self._active = _Run(lex.text, spec, lex, True, out)
+                    else:
+                        out.content_text(buf[pos])
+                        pos += 1
+                    continue
+                tok = self._lex(lex, buf, pos, n, eof)
+                if tok is None:
+                    break
+                kind, term, end = tok
+                if kind == _FAIL:
+                    self._recover(pos)
+                    continue
+                spec = self._specs[term]
+                if kind == _RUN:
                     if spec.role not in ("content", "reasoning"):
                         out.enter_region()
-                    self._active = _Run(lex.text, spec, lex, True)
-                else:
-                    out.content_text(buf[pos])
-                    pos += 1
-                continue
-            tok = self._lex(lex, buf, pos, n, eof)
-            if tok is None:
-                break
-            kind, term, end = tok
-            if kind == _FAIL:
-                self._recover(pos)
-                continue
-            spec = self._specs[term]
-            if kind == _RUN:
-                if spec.role not in ("content", "reasoning"):
+                    self._active = _Run(term, spec, lex, False, out)
+                    continue
+                if not out.in_region:
                     out.enter_region()
-                self._active = _Run(term, spec, lex, False)
-                continue
-            out.enter_region()
-            if kind == _BLOCK:
-                self._active = _Block(term, spec, new_scanner(spec.block, spec.options, out, spec.role == "value"))
-                continue
-            text = buf[pos:end]
-            out.markup(text)
-            self._token_events(spec, text)
+                if kind == _BLOCK:
+                    self._active = _Block(term, spec, new_scanner(spec.block, spec.options, out,
+                                                                  spec.role == "value"))
+                    continue
+                if kind == _GROW:
+                    self._grow = (term, [buf[pos:end]])
+                    pos = end
+                    continue
+                text = buf[pos:end]
+            if text:
+                out.markup(text)
+            if spec.accumulates or spec.arg_type is not None:
+                self._token_events(spec, text)
             pos = end
             if out.refused:
                 self._recover(pos)
-            else:
-                self._shift(term, pos)
+                continue
+            # shift (inlined: this is the per-token path)
+            acts = self._acts
+            while True:
+                a = acts[stack[-1]].get(term)
+                if a is None:
+                    self._recover(pos)
+                    break
+                if a >= 0:
+                    stack.append(a)
+                    r = self._dred[a]
+                    while r is not None:
+                        self._reduce(r)
+                        r = self._dred[stack[-1]]
+                    break
+                self._reduce(-a - 1)
         self._offset += pos
         self._buf = buf[pos:]
 
@@ -212,12 +337,25 @@ class StreamingParser:
             if m is not None:
                 best_end = m.end()
                 best = lex.literal_terms[m.group()]
-        for pat, term in lex.patterns:
+        patterns = lex.patterns
+        if patterns:
+            c = buf[pos]
+        for pat, term, cap, run in patterns:
+            # most patterns cannot start with most characters: ask the memo before running the regex
+            starts = _STARTS.get(pat)
+            if starts is None:
+                starts = _STARTS[pat] = _memo_for(pat)
+            if starts is not False and not _can_start(starts, pat, c):
+                continue
             m = pat.match(buf, pos, partial=not eof)
             if m is None:
                 continue
             e = m.end()
+            if e - pos > cap:
+                continue
             if not eof and (m.partial or e == n):
+                if run and best_end < n and _alone(patterns, pat, c):
+                    return _GROW, term, n       # nothing else can take this text: consume it as it comes
                 return None
             if e > best_end:
                 best_end = e
@@ -239,62 +377,47 @@ class StreamingParser:
             return _RUN, lex.text, pos
         return _FAIL, None, pos
 
-    def _scan_run(self, act: _Run, buf: str, pos: int, n: int, eof: bool):
+    @staticmethod
+    def _scan_run(act: _Run, buf: str, pos: int, n: int, eof: bool):
         lex = act.lex
-        stop_re = lex.stop_re
+        stops = lex.stops
         end = n
         finished = eof
-        if stop_re is not None:
-            m = stop_re.search(buf, pos + 1 if act.force and act.length == 0 else pos)
-            if m is not None:
-                end = m.start()
-                finished = True
-            elif not eof and lex.stop_first:
-                end = n - self._partial_stop(lex, buf, pos, n)
+        if stops:
+            start = pos + 1 if act.force and act.length == 0 else pos
+            if len(stops) == 1:
+                found = buf.find(stops[0], start)
+            elif n - start <= 256:
+                m = lex.stop_re.search(buf, start)
+                found = -1 if m is None else m.start()
             else:
-                act.cut = eof
+                found = _earliest(stops, buf, start, n)
+            if found != -1:
+                end = found
+                finished = True
+            elif not eof:
+                # hold back the earliest suffix that could begin a marker ending the run
+                lo = n - lex.stop_max + 1
+                if lo < pos:
+                    lo = pos
+                prefixes = lex.stop_prefixes
+                for c in lex.stop_first:
+                    i = buf.find(c, lo, end)
+                    while i != -1:
+                        if buf[i:] in prefixes:
+                            end = i
+                            break
+                        i = buf.find(c, i + 1, end)
+            else:
+                act.cut = True
         if end > pos:
             act.length += end - pos
-            self._run_text(act, buf[pos:end])
-            spec = act.spec
-            if spec.max_length is not None and act.length > spec.max_length:
+            act.emit(buf[pos:end])
+            if act.max_length is not None and act.length > act.max_length:
                 return end, ERROR
         if not finished:
             return end, MORE
         return end, (DONE if act.length else ERROR)
-
-    @staticmethod
-    def _partial_stop(lex, buf: str, pos: int, n: int) -> int:
-        """Length of the longest suffix of ``buf[pos:]`` that could begin a marker ending the run."""
-        lo = n - lex.stop_max + 1
-        if lo < pos:
-            lo = pos
-        best = n
-        prefixes = lex.stop_prefixes
-        for c in lex.stop_first:
-            i = buf.find(c, lo, best)
-            while i != -1:
-                if buf[i:] in prefixes:
-                    best = i
-                    break
-                i = buf.find(c, i + 1, best)
-        return n - best
-
-    def _run_text(self, act: _Run, text: str) -> None:
-        role = act.role
-        out = self._out
-        if role == "content":
-            out.content_text(text)
-        elif role == "reasoning":
-            out.reasoning_text(text)
-        else:
-            out.markup(text)
-            if role == "accumulate":
-                act.acc.append(text)
-            elif role == "value":
-                text = act.filter.feed(text)
-                if text:
-                    out.value_text(text)
 
     def _end_run(self, act: _Run, pos: int) -> None:
         out = self._out
@@ -303,7 +426,7 @@ class StreamingParser:
         elif act.role == "accumulate":
             self._token_events(act.spec, "".join(act.acc))
         elif act.role == "value":
-            tail = act.filter.end()
+            tail = act.filter.end() if act.filter is not None else ""
             if tail:
                 out.value_text(tail)
             out.value_end()

@@ -91,12 +91,21 @@ class ToolSchemas:
             params = fn.get("parameters")
             self.params[fn["name"]] = params if isinstance(params, dict) else {}
         self.given = tools is not None
+        self._seen: dict = {}      # (tool, key) -> parameter(): many calls repeat the same keys
 
     def knows(self, name: str) -> bool:
         return name in self.params
 
     def parameter(self, tool: str | None, key: str):
         """``(types, schema, root)`` for one parameter, or ``(set(), None, None)`` when unknown."""
+        hit = self._seen.get((tool, key))
+        if hit is None:
+            if len(self._seen) > 4096:
+                self._seen.clear()
+            hit = self._seen[(tool, key)] = self._parameter(tool, key)
+        return hit
+
+    def _parameter(self, tool: str | None, key: str):
         root = self.params.get(tool) if tool is not None else None
         if not root:
             return set(), None, None

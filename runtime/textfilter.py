@@ -48,7 +48,7 @@ def strip_text(text: str, mode: str) -> str:
 class TextFilter:
     """Applies ``strip`` then ``unescape`` to a value that arrives in chunks."""
 
-    __slots__ = ("strip", "unescape", "lead", "started", "tail", "etail")
+    __slots__ = ("strip", "unescape", "lead", "started", "tail", "etail", "hold")
 
     def __init__(self, strip: str = "none", unescape: str | None = None):
         self.strip = strip
@@ -57,8 +57,12 @@ class TextFilter:
         self.started = strip == "none"
         self.tail: list[str] = []  # held trailing whitespace / newline
         self.etail = ""           # held partial entity
+        self.hold = {"whitespace": _WS, "newline": "\r\n"}.get(strip, "")   # final characters to hold back
 
     def feed(self, chunk: str) -> str:
+        if (self.started and not self.tail and not self.etail and chunk and chunk[-1] not in self.hold
+                and not (self.unescape and "&" in chunk)):
+            return chunk          # the common case: nothing to trim, hold or decode
         if self.strip != "none":
             chunk = self._strip(chunk)
         if self.unescape and (chunk or self.etail):

@@ -186,3 +186,24 @@ def check(grammars: list[str] | None = None) -> dict[str, list[tuple[Case, list[
     for name in names:
         report[name] = [(case, check_case(case)) for case in load_cases(name, sets)]
     return report
+
+
+def long_argument_template(name: str):
+    """A corpus case cut around one of its string arguments: ``(prefix, suffix, tools)`` such that
+    ``prefix + "x" * n + suffix`` is one call whose argument holds the n characters (None: no such case).
+    The benchmarks and the linear-work test grow arguments with it."""
+    g = load(name)
+    for case in load_cases(name):
+        r = g.parse(case.output, case.tools)
+        for call in r.tool_calls:
+            if call.truncated:
+                continue
+            args = json.loads(call.arguments)
+            for value in args.values():
+                if isinstance(value, str) and len(value) >= 3 and case.output.count(value) == 1:
+                    i = case.output.index(value)
+                    prefix, suffix = case.output[:i], case.output[i + len(value):]
+                    check = g.parse(prefix + "x" * 100 + suffix, case.tools)
+                    if check.tool_calls and "x" * 100 in check.tool_calls[0].arguments:
+                        return prefix, suffix, case.tools
+    return None

@@ -33,11 +33,21 @@ def first_chars(block: str, options: dict) -> str | None:
     return None
 
 
+_PROFILES: dict[int, tuple] = {}    # id(options) -> (options, profile): a grammar's options dicts live on
+
+
+def _profile(options: dict) -> dict:
+    hit = _PROFILES.get(id(options))
+    if hit is None or hit[0] is not options:
+        hit = _PROFILES[id(options)] = (options, profile(options))
+    return hit[1]
+
+
 class _Literal:
     __slots__ = ("scanner",)
 
     def __init__(self, out, options: dict):
-        self.scanner = LiteralValue(out.value_json, profile(options))
+        self.scanner = LiteralValue(out.value_json, _profile(options))
         out.value_scanner(self.scanner)
 
     def feed(self, buf: str, pos: int, eof: bool = False):

@@ -178,10 +178,12 @@ class JsonCall:
                     return pos, (ERROR if eof else MORE)
                 c = buf[pos]
                 if c == '"':
-                    try:
-                        key = json.loads('"' + "".join(self.key) + '"')
-                    except ValueError:
-                        return pos, ERROR
+                    key = "".join(self.key)
+                    if "\\" in key:
+                        try:
+                            key = json.loads('"' + key + '"')
+                        except ValueError:
+                            return pos, ERROR
                     self.key = [key]
                     self.state = _COLON
                     pos += 1
@@ -269,7 +271,8 @@ class JsonCall:
         self.seen.add(role)
         if role == "args":
             return True
-        value = json.loads("".join(self.collected))
+        text = "".join(self.collected)
+        value = text[1:-1] if text[:1] == '"' and "\\" not in text else json.loads(text)
         if role == "name":
             if not isinstance(value, str) or not value:
                 return False

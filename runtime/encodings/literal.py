@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring as _json_string
 
 from .json_value import DONE, ERROR, MORE
 
@@ -144,7 +145,7 @@ class LiteralValue:
                 else:
                     if st == _NUM_KEY and _number_json(text) is None:
                         return pos, ERROR
-                    self.held += json.dumps(text, ensure_ascii=False)
+                    self.held += _json_string(text)
                     self.state = _COLON
                 if self.state == _END:
                     return pos, DONE
@@ -253,68 +254,79 @@ class LiteralValue:
         self._after_value()
 
     def _string(self, buf: str, pos: int, n: int, eof: bool):
-        """Inside a string: returns (pos, status) or (pos, None) when the string closed."""
+        """Inside a string: returns (pos, status) or (pos, None) when the string closed.
+
+        The decoded pieces of one call (plain runs and escapes) are collected and emitted as one piece.
+        """
         q = self.quote
         key = self.state == _KEY
         escapes = self.p["escapes"]
-        while True:
-            end = buf.find(q, pos)
-            stop = end if end != -1 else n
-            if escapes:
-                bs = buf.find("\\", pos, stop)
-                if bs != -1:
-                    stop = end = bs
-            elif end == -1 and len(q) > 1 and not eof:
-                # hold back a possible partial delimiter at the end
-                for k in range(min(len(q) - 1, n - pos), 0, -1):
-                    if q.startswith(buf[n - k:]):
-                        stop = n - k
-                        break
-            if stop > pos:
-                self._piece(buf[pos:stop], key)
-                pos = stop
-            if end == -1 or pos >= n:
-                return pos, MORE if not eof else ERROR
-            if buf.startswith(q, pos):
-                pos += len(q)
-                if key:
-                    self.held += json.dumps("".join(self.key), ensure_ascii=False)
-                    self.key = []
-                    self.state = _COLON
+        acc = self.key if key else []
+        try:
+            while True:
+                end = buf.find(q, pos)
+                stop = end if end != -1 else n
+                if escapes:
+                    bs = buf.find("\\", pos, stop)
+                    if bs != -1:
+                        stop = end = bs
+                elif end == -1 and len(q) > 1 and not eof:
+                    # hold back a possible partial delimiter at the end
+                    for k in range(min(len(q) - 1, n - pos), 0, -1):
+                        if q.startswith(buf[n - k:]):
+                            stop = n - k
+                            break
+                if stop > pos:
+                    acc.append(buf[pos:stop])
+                    pos = stop
+                if end == -1 or pos >= n:
+                    return pos, MORE if not eof else ERROR
+                if buf.startswith(q, pos):
+                    pos += len(q)
+                    if key:
+                        self.held += _json_string("".join(self.key))
+                        self.key = acc = []
+                        self.state = _COLON
+                    else:
+                        self._flush(acc)
+                        self._out('"')
+                        self._after_value()
+                        if self.state == _END:
+                            return pos, DONE
+                    return pos, None
+                # a backslash escape
+                if pos + 1 >= n:
+                    return pos, MORE if not eof else ERROR
+                c = buf[pos + 1]
+                if c in _HEX_LEN:
+                    k = _HEX_LEN[c]
+                    digits = buf[pos + 2:pos + 2 + k]
+                    if len(digits) < k and not eof and all(ch in "0123456789abcdefABCDEF" for ch in digits):
+                        return pos, MORE
+                    if len(digits) < k or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
+                        return pos, ERROR
+                    code = int(digits, 16)
+                    if code > 0x10FFFF:
+                        return pos, ERROR
+                    acc.append(chr(code))
+                    pos += 2 + k
+                elif c in _PY_ESCAPES:
+                    acc.append(_PY_ESCAPES[c])
+                    pos += 2
                 else:
-                    self._out('"')
-                    self._after_value()
-                    if self.state == _END:
-                        return pos, DONE
-                return pos, None
-            # a backslash escape
-            if pos + 1 >= n:
-                return pos, MORE if not eof else ERROR
-            c = buf[pos + 1]
-            if c in _HEX_LEN:
-                k = _HEX_LEN[c]
-                digits = buf[pos + 2:pos + 2 + k]
-                if len(digits) < k and not eof and all(ch in "0123456789abcdefABCDEF" for ch in digits):
-                    return pos, MORE
-                if len(digits) < k or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
-                    return pos, ERROR
-                code = int(digits, 16)
-                if code > 0x10FFFF:
-                    return pos, ERROR
-                self._piece(chr(code), key)
-                pos += 2 + k
-            elif c in _PY_ESCAPES:
-                self._piece(_PY_ESCAPES[c], key)
-                pos += 2
-            else:
-                self._piece("\\" + c, key)      # Python keeps unknown escapes as written
-                pos += 2
+                    acc.append("\\" + c)      # Python keeps unknown escapes as written
+                    pos += 2
+        finally:
+            if not key:
+                self._flush(acc)
 
-    def _piece(self, text: str, key: bool) -> None:
-        if key:
-            self.key.append(text)
-        elif text:
-            self._out(json.dumps(text, ensure_ascii=False)[1:-1])
+    def _flush(self, acc: list) -> None:
+        """Emit the collected pieces of a string value (JSON-escaped) and forget them."""
+        if acc:
+            text = "".join(acc)
+            acc.clear()
+            if text:
+                self._out(_json_string(text)[1:-1])
 
 
 def literal_to_json(text: str, syntax: str = "python") -> str | None:
