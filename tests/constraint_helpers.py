@@ -5,19 +5,9 @@ import os
 import tempfile
 
 import toolgram
-from toolgram.compiler.compiled import LITERAL
+from toolgram.serve.demo_model import markers_of
 
 os.environ.setdefault("TOOLGRAM_DEMO_CACHE", os.path.join(tempfile.gettempdir(), "toolgram-test-demo-models"))
-
-
-def markers_of(g) -> list[str]:
-    """The grammar's markers as a model family would have them: multi-character markup as added tokens."""
-    ms = {x for s in g.compiled.terminals.values() if s.kind == LITERAL for x in s.spellings
-          if len(x) >= 2 and not x.isalnum() and not x.isspace()}
-    r = g.compiled.reasoning
-    if r is not None and not r.channel:
-        ms.update(m for m in (r.open, r.close) if m)
-    return sorted(ms)
 
 
 @functools.lru_cache(maxsize=None)
