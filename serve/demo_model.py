@@ -14,9 +14,39 @@ import os
 import random
 from pathlib import Path
 
+# The template stored with the tokenizer (kept as it was: the constraint tests render prompts with it).
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] if m['content'] is string else '' }}"
           "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# The template `toolgram serve` renders the demo model's prompts with: the same turns, plus the request's tools
+# (their JSON, in a system turn), assistant tool calls (generic JSON objects) and tool results.  The model's
+# weights are random, so what the prompt says changes nothing but its length; it is here so that multi-turn
+# requests with tools render completely.
+SERVE_TEMPLATE = """{%- if tools %}<|im_start|>system
+You may call these functions; each is given as its JSON schema.
+{% for t in tools %}{{ t | tojson }}
+{% endfor %}<|im_end|>
+{% endif %}
+{%- for m in messages %}<|im_start|>{{ m.role }}
+{% if m.content is string %}{{ m.content }}{% endif %}
+{% if m.tool_calls %}{% for c in m.tool_calls %}{{ {"name": c.function.name, "arguments": c.function.arguments} | tojson }}
+{% endfor %}{% endif %}<|im_end|>
+{% endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+def markers_of(g) -> list[str]:
+    """A grammar's markers as a model family would have them: its multi-character literal markup (and its
+    reasoning block's open and close markers), which the demo tokenizer makes single added tokens."""
+    from ..compiler.compiled import LITERAL
+    ms = {x for s in g.compiled.terminals.values() if s.kind == LITERAL for x in s.spellings
+          if len(x) >= 2 and not x.isalnum() and not x.isspace()}
+    r = g.compiled.reasoning
+    if r is not None and not r.channel:
+        ms.update(m for m in (r.open, r.close) if m)
+    return sorted(ms)
 
 
 def _corpus(rng: random.Random, n: int = 6000):
@@ -51,8 +81,16 @@ def build_tokenizer(markers, vocab_size: int = 4096, seed: int = 0):
     return tok
 
 
+NOTE_FILE = "toolgram_demo.json"
+
+
+def is_demo(directory) -> bool:
+    """Whether a model directory is a toolgram demo model (random weights)."""
+    return (Path(directory) / NOTE_FILE).exists()
+
+
 def _key(markers, vocab_size: int, seed: int) -> str:
-    h = hashlib.sha256(json.dumps([sorted(set(markers)), vocab_size, seed, 2]).encode())
+    h = hashlib.sha256(json.dumps([sorted(set(markers)), vocab_size, seed, 3]).encode())
     return h.hexdigest()[:16]
 
 
@@ -69,7 +107,7 @@ def build(markers, directory: str | Path | None = None, *, vocab_size: int = 409
     if (directory / "config.json").exists() and (directory / "tokenizer.json").exists():
         return directory
     import torch
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(markers, vocab_size, seed)
@@ -79,14 +117,14 @@ def build(markers, directory: str | Path | None = None, *, vocab_size: int = 409
     hf.chat_template = CHATML
     hf.save_pretrained(tmp)
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=len(hf), hidden_size=hidden, intermediate_size=hidden * 2,
+    cfg = LlamaConfig(vocab_size=len(hf), hidden_size=hidden, intermediate_size=hidden * 2,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=4096, tie_word_embeddings=True,
                       bos_token_id=hf.convert_tokens_to_ids("<|endoftext|>"),
                       eos_token_id=hf.convert_tokens_to_ids("<|im_end|>"),
                       pad_token_id=hf.convert_tokens_to_ids("<|endoftext|>"))
-    Qwen2ForCausalLM(cfg).save_pretrained(tmp, safe_serialization=True)
-    (tmp / "toolgram_demo.json").write_text(json.dumps({
+    LlamaForCausalLM(cfg).save_pretrained(tmp, safe_serialization=True)
+    (tmp / NOTE_FILE).write_text(json.dumps({
         "note": "toolgram demo model: RANDOM weights; tool calls are well formed by construction, values are noise",
         "markers": markers}, indent=1), encoding="utf-8")
     try:
@@ -95,3 +133,8 @@ def build(markers, directory: str | Path | None = None, *, vocab_size: int = 409
         if not (directory / "config.json").exists():
             raise
     return directory
+
+
+def for_grammar(g, directory=None) -> Path:
+    """The demo model directory for a loaded grammar (built on first use, then reused from the cache)."""
+    return build(markers_of(g), directory)

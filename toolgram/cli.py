@@ -1,4 +1,4 @@
-"""The ``toolgram`` command line: compile, parse, check and list grammars.
+"""The ``toolgram`` command line: compile, parse, check and list grammars; serve an OpenAI-compatible endpoint.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input (a grammar file error, an unknown name, bad tools).
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import corpus
@@ -145,6 +146,81 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve.server import Options, ServeError, run
+    opts = Options(**{k: v for k, v in vars(args).items() if k in Options.__dataclass_fields__})
+    try:
+        return run(opts)
+    except ServeError as e:
+        print(f"toolgram: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_vllm_plugin_path(args) -> int:
+    from pathlib import Path
+    from . import serve                     # (the plugin itself imports vLLM: only vLLM loads it)
+    print((Path(serve.__file__).parent / "vllm_plugin.py").resolve())
+    return 0
+
+
+def _add_serve(sub) -> None:
+    s = sub.add_parser("serve", help="serve an OpenAI-compatible endpoint (tool calls parsed and constrained)",
+                       description="An OpenAI-compatible server whose tool calls come out right for any model with "
+                                   "a grammar. With no --model it serves a built-in demo model (random weights). "
+                                   "See docs/serving.md.")
+    s.add_argument("--engine", default="cpu", choices=["cpu", "vllm", "upstream"],
+                   help="cpu: embedded transformers engine (default); vllm: vLLM in-process; "
+                        "upstream: OpenAI-compatible servers given with --upstream")
+    s.add_argument("--model", help="a local model directory (cpu, upstream: tokenizer and chat template) or a "
+                                   "model vLLM can load; none: the built-in demo model")
+    s.add_argument("--served-model-name", action="append", default=[], help="the model name clients use "
+                   "(repeatable; also used to choose the grammar)")
+    s.add_argument("--tool-call-parser", help="grammar name or file (default: chosen from the model name)")
+    s.add_argument("--reasoning-parser", help="reasoning grammar name or file, or 'none'")
+    s.add_argument("--chat-template", help="a Jinja chat template file overriding the model's own")
+    s.add_argument("--constrain-auto", action="store_true",
+                   help="tool_choice auto: apply the lazy constraint (free text, well-formed calls)")
+    s.add_argument("--max-calls", type=int, help="cap on tool calls per constrained response (demo default 3)")
+    s.add_argument("--eos-bias", type=float, help="cpu engine: logit bias on end-of-sequence (demo default 4)")
+    s.add_argument("--threads", type=int, help="cpu engine: torch threads")
+    s.add_argument("--upstream", action="append", default=[], metavar="URL",
+                   help="upstream server base URL (repeatable; requests go to the least loaded)")
+    s.add_argument("--upstream-kind", default="vllm", choices=["vllm", "llamacpp", "sglang"],
+                   help="how constraints are sent upstream (vllm: structured_outputs; also for toolgram)")
+    s.add_argument("--upstream-model", help="model name sent upstream (default: the upstream's first model)")
+    s.add_argument("--upstream-api-key", help="bearer token for the upstream servers")
+    s.add_argument("--tokenizer", help="upstream engine: local tokenizer directory (default: --model)")
+    s.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect timeout, s (default 5)")
+    s.add_argument("--read-timeout", type=float, default=60.0,
+                   help="upstream: longest wait between two stream reads, s (default 60)")
+    s.add_argument("--max-model-len", type=int, help="vllm engine: context length")
+    s.add_argument("--vllm-dtype", default="auto", help="vllm engine: dtype (default auto)")
+    s.add_argument("--vllm-args", type=json.loads, default=None, metavar="JSON",
+                   help='vllm engine: more AsyncEngineArgs as a JSON object, e.g. \'{"enforce_eager": true}\'')
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", default=os.environ.get("TOOLGRAM_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $TOOLGRAM_API_KEY; none: open)")
+    s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit (413 above)")
+    s.add_argument("--max-tools", type=int, default=512, help="tools per request")
+    s.add_argument("--max-tokens", type=int, default=4096, help="the most max_tokens a request may ask")
+    s.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request sets none")
+    s.add_argument("--max-concurrency", type=int, default=64,
+                   help="generation requests in flight (served or queued); more get 429")
+    s.add_argument("--request-timeout", type=float, default=600.0, help="seconds for one non-streamed request")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--try", dest="try_", action="store_true",
+                   help="serve on a free local port, send one streamed tools request with the openai client, "
+                        "print the answer, and stop (exit status 0 when a schema-valid tool call came back)")
+    s.set_defaults(func=cmd_serve)
+
+    v = sub.add_parser("vllm-plugin-path", help="print the path of toolgram's vLLM tool-parser plugin",
+                       description="Print the file to pass to vLLM: vllm serve MODEL --enable-auto-tool-choice "
+                                   "--tool-parser-plugin $(toolgram vllm-plugin-path) "
+                                   "--tool-call-parser toolgram-NAME")
+    v.set_defaults(func=cmd_vllm_plugin_path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolgram", description="Tool-call grammars for LLM serving.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     li = sub.add_parser("list", help="list bundled grammars and their model globs")
     li.add_argument("--reasoning-grammars", action="store_true", help="list reasoning grammars instead")
     li.set_defaults(func=cmd_list)
+
+    _add_serve(sub)
     return p
 
 

@@ -1,0 +1,410 @@
+"""One request: from the validated OpenAI request to the engine and back.
+
+`ChatSession` checks the tools and ``tool_choice``, chooses the constraint (``required``/named: the grammar's
+constraint; ``none``: markers banned; ``auto``: none, or the lazy constraint with ``--constrain-auto``;
+``response_format``: a JSON grammar), renders the prompt with the chat template, drives the engine, feeds the
+text to the grammar's incremental parser and yields OpenAI deltas as they come.  It applies ``stop`` strings
+(held back until they can no longer match), enforces ``parallel_tool_calls=false`` also where no constraint
+does (generation stops where a second call begins), and decides ``finish_reason``: ``tool_calls`` only when at
+least one call was made and the engine stopped naturally, ``length`` stays ``length``, ``stop`` otherwise.
+
+`CompletionSession` is the plain ``/v1/completions`` path: a prompt, an optional grammar
+(``structured_outputs``, llama.cpp's ``grammar``, ``response_format``), text out.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from ..compiler.errors import ConstraintError
+from ..compiler.schema_grammar import check_schema
+from . import chat
+from .engines.base import EngineRequest, Grammar
+from .protocol import APIError, ChatCompletionRequest, CompletionRequest, new_id
+
+
+@dataclass
+class Limits:
+    """Request limits (all configurable on the command line)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_tools: int = 512
+    max_messages: int = 4096
+    max_tokens: int = 4096              # the most a request may ask for
+    default_max_tokens: int = 512       # when the request does not say
+    max_concurrency: int = 64           # generation requests served or queued at once; more get 429
+    request_timeout: float = 600.0      # seconds for one whole generation
+
+
+@dataclass
+class ServeConfig:
+    """What every request shares: the grammar, the template, the engine and its served model names."""
+
+    grammar: object                     # toolgram.Grammar
+    engine: object                      # engines.base.Engine
+    chat_template: str | None
+    model_names: tuple
+    metrics: object
+    limits: Limits = field(default_factory=Limits)
+    constrain_auto: bool = False
+    max_calls: int | None = None        # cap on calls in a constraint (a random demo model otherwise repeats)
+    default_temperature: float = 1.0
+
+
+class StopFilter:
+    """Cuts the text at the first stop string; holds back a tail that may still become one."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.keep = max((len(s) for s in self.stops), default=1) - 1
+        self.buf = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        self.buf += text
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf = self.buf[:min(hits)], ""
+            return out, True
+        # release all but a tail that is a prefix of some stop string
+        tail = 0
+        for k in range(min(self.keep, len(self.buf)), 0, -1):
+            end = self.buf[-k:]
+            if any(s.startswith(end) for s in self.stops):
+                tail = k
+                break
+        cut = len(self.buf) - tail
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+def _json_grammar(schema) -> Grammar:
+    return Grammar("lark", "start: %json " + json.dumps(schema, ensure_ascii=False), json_schema=schema)
+
+
+def _response_format_grammar(rf) -> Grammar | None:
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return _json_grammar({"type": "object"})
+    schema = rf.json_schema.schema_ if rf.json_schema is not None else None
+    if not isinstance(schema, dict):
+        raise APIError(400, "response_format json_schema needs json_schema.schema", param="response_format")
+    try:
+        check_schema(schema, "response_format")
+    except ConstraintError as e:
+        raise APIError(400, str(e), param="response_format.json_schema.schema") from None
+    return _json_grammar(schema)
+
+
+class _Base:
+    endpoint = ""
+
+    def __init__(self, cfg: ServeConfig, req):
+        self.cfg = cfg
+        self.req = req
+        self.started = time.perf_counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.engine_request: EngineRequest | None = None
+        if req.n != 1:
+            raise APIError(400, "n > 1 is not supported", param="n", code="unsupported")
+
+    def _max_tokens(self, asked: int | None, prompt_len: int) -> int:
+        lim = self.cfg.limits
+        if asked is not None and asked > lim.max_tokens:
+            raise APIError(400, f"max_tokens is at most {lim.max_tokens} on this server", param="max_tokens")
+        n = asked or lim.default_max_tokens
+        ctx = getattr(self.cfg.engine.info, "max_model_len", None)
+        if ctx:
+            room = ctx - prompt_len
+            if room < 1:
+                raise APIError(400, f"the prompt has {prompt_len} tokens; the model's context is {ctx}",
+                               param="messages", code="context_length_exceeded")
+            if asked is not None and asked > room:
+                raise APIError(400, f"max_tokens {asked} + the prompt's {prompt_len} tokens exceed the model's "
+                               f"context of {ctx}", param="max_tokens", code="context_length_exceeded")
+            n = min(n, room)
+        return n
+
+    def _encode(self, prompt: str) -> list[int] | None:
+        tok = self.cfg.engine.tokenizer
+        if tok is None:
+            return None
+        return list(tok.encode(prompt, add_special_tokens=False))
+
+    async def _engine_text(self) -> AsyncIterator[tuple[str, bool]]:
+        """(text, stopped_by_stop_string) pieces from the engine; sets token counts and the engine's finish."""
+        engine = self.cfg.engine
+        stopper = StopFilter(self.req.stop) if self.req.stop else None
+        reason = None
+        first = True
+        async with aclosing(engine.generate(self.engine_request)) as gen:
+            async for d in gen:
+                if d.prompt_tokens is not None:
+                    self.prompt_tokens = d.prompt_tokens
+                self.completion_tokens += d.tokens
+                text = d.text
+                if text and first:
+                    first = False
+                    self.cfg.metrics.first_delta.observe(time.perf_counter() - self.started)
+                if stopper is not None and text:
+                    text, hit = stopper.feed(text)
+                    if hit:
+                        if text:
+                            yield text, False
+                        reason = "stop"
+                        break              # closing the generator aborts the engine's request
+                if text:
+                    yield text, False
+                if d.finish_reason:
+                    reason = d.finish_reason
+                    break
+        if stopper is not None:
+            tail = stopper.flush()
+            if tail:
+                yield tail, False
+        self.engine_finish = reason or "stop"
+
+
+class ChatSession(_Base):
+    endpoint = "chat"
+
+    def __init__(self, cfg: ServeConfig, req: ChatCompletionRequest):
+        super().__init__(cfg, req)
+        g = cfg.grammar
+        lim = cfg.limits
+        if len(req.messages) > lim.max_messages:
+            raise APIError(400, f"at most {lim.max_messages} messages", param="messages")
+        self.tools = [t.model_dump(by_alias=True, exclude_none=True) for t in (req.tools or [])]
+        if len(self.tools) > lim.max_tools:
+            raise APIError(400, f"at most {lim.max_tools} tools", param="tools")
+        names = set()
+        for i, t in enumerate(self.tools):
+            fn = t["function"]
+            if fn["name"] in names:
+                raise APIError(400, f"duplicate tool name {fn['name']!r}", param=f"tools[{i}].function.name")
+            names.add(fn["name"])
+            params = fn.get("parameters")
+            if params is not None:
+                try:
+                    check_schema(params, f"tool {fn['name']!r}")
+                except ConstraintError as e:
+                    raise APIError(400, str(e), param=f"tools[{i}].function.parameters",
+                                   code="invalid_tool_schema") from None
+        choice = req.tool_choice
+        if choice is None:
+            choice = "auto" if self.tools else None
+        if not isinstance(choice, str) and choice is not None:
+            choice = choice.model_dump(by_alias=True, exclude_none=True)
+            if choice["function"]["name"] not in names:
+                raise APIError(400, f"tool_choice names {choice['function']['name']!r}, which is not in tools",
+                               param="tool_choice", code="unknown_tool")
+        if choice == "required" and not self.tools:
+            raise APIError(400, "tool_choice 'required' needs tools", param="tool_choice")
+        self.mode = "named" if isinstance(choice, dict) else (choice or "plain")
+        self.choice = choice
+        self.single = not req.parallel_tool_calls
+        kwargs = dict(req.chat_template_kwargs or {})
+        self.reasoning = not (kwargs.get("enable_thinking") is False or kwargs.get("thinking") is False)
+        self.has_reasoning = g.reasoning is not None
+
+        # the constraint
+        grammar = _response_format_grammar(req.response_format)
+        self.json_output = grammar is not None
+        if grammar is not None and self.mode in ("required", "named"):
+            raise APIError(400, "response_format cannot be combined with tool_choice required or a named tool",
+                           param="response_format")
+        self.constraint = None
+        if grammar is None:
+            want = self.mode in ("required", "named", "none") or (self.mode == "auto" and cfg.constrain_auto)
+            if want:
+                t0 = time.perf_counter()
+                try:
+                    engine = cfg.engine
+                    self.constraint = g.constraint(
+                        self.tools, choice, parallel_tool_calls=req.parallel_tool_calls, syntax=engine.syntax,
+                        tokenizer=engine.tokenizer if engine.token_markers and engine.syntax == "lark" else None,
+                        reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None)
+                except ConstraintError as e:
+                    raise APIError(400, str(e), param="tools", code="invalid_tools") from None
+                cfg.metrics.constraint_seconds.observe(time.perf_counter() - t0)
+                grammar = Grammar(self.constraint.syntax, self.constraint.text)
+
+        # the prompt
+        if cfg.chat_template is None:
+            raise APIError(400, "the model has no chat template; start the server with --chat-template",
+                           param="messages", code="no_chat_template")
+        messages = [m.model_dump(by_alias=True, exclude_none=True) for m in req.messages]
+        tok = cfg.engine.tokenizer
+        special = {"bos_token": getattr(tok, "bos_token", None) or "", "eos_token": getattr(tok, "eos_token", None) or ""}
+        prompt = chat.render(cfg.chat_template, messages, self.tools or None, special=special, kwargs=kwargs)
+        ids = self._encode(prompt)
+        asked = req.max_completion_tokens or req.max_tokens
+        self.engine_request = EngineRequest(
+            request_id=new_id("req"), prompt=prompt, prompt_ids=ids, grammar=grammar,
+            max_tokens=self._max_tokens(asked, len(ids) if ids is not None else 0),
+            temperature=cfg.default_temperature if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
+            logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()} or None)
+        self.prompt_tokens = len(ids) if ids is not None else 0
+        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning)
+        self.content_parts: list[str] = []
+
+    async def deltas(self) -> AsyncIterator[dict]:
+        """OpenAI ``delta`` dicts as the text is generated; then `finish_reason` is set."""
+        p = self.parser
+        cut = False
+        async with aclosing(self._engine_text()) as texts:
+            async for text, _ in texts:
+                if p is None:
+                    self.content_parts.append(text)
+                    yield {"content": text}
+                    continue
+                for d in coalesce(p.feed(text)):
+                    if self.single and _second_call(d):
+                        cut = True
+                        break
+                    yield d
+                if cut:
+                    break
+        if p is not None:
+            if not cut:
+                for d in coalesce(p.close()):
+                    if self.single and _second_call(d):
+                        break
+                    yield d
+            else:
+                p.close()
+        engine_finish = "stop" if cut else self.engine_finish
+        calls = self.tool_calls()
+        if engine_finish == "length":
+            self.finish_reason = "length"
+        elif engine_finish == "stop" and calls:
+            self.finish_reason = "tool_calls"
+        else:
+            self.finish_reason = "stop"
+        m = self.cfg.metrics
+        m.tool_calls.inc(len(calls))
+        if p is not None and p.result.recovered:
+            m.parse_failures.inc()
+
+    def tool_calls(self) -> list:
+        if self.parser is None:
+            return []
+        calls = self.parser.result.tool_calls
+        return calls[:1] if self.single else calls
+
+    def message(self) -> dict:
+        """The whole assistant message (after `deltas` ran to the end)."""
+        if self.parser is None:
+            msg = {"role": "assistant", "content": "".join(self.content_parts)}
+            if self.has_reasoning:
+                msg["reasoning_content"] = None
+            return msg
+        r = self.parser.result
+        calls = self.tool_calls()
+        content = r.content
+        if calls and not (content or "").strip():
+            content = None
+        elif content is None:
+            content = ""
+        msg = {"role": "assistant", "content": content}
+        if self.has_reasoning:
+            msg["reasoning_content"] = r.reasoning_content
+        if calls:
+            msg["tool_calls"] = [c.to_openai() for c in calls]
+        return msg
+
+
+def coalesce(deltas: list[dict]) -> list[dict]:
+    """Consecutive deltas of the same kind as one (content with content, reasoning with reasoning, argument
+    fragments of one call): one SSE chunk instead of several when the engine hands over several tokens."""
+    out: list[dict] = []
+    for d in deltas:
+        last = out[-1] if out else None
+        if last is not None:
+            keys = set(d)
+            if keys == set(last) and len(keys) == 1 and keys <= {"content", "reasoning_content"}:
+                k = next(iter(keys))
+                last[k] = (last[k] or "") + (d[k] or "")
+                continue
+            if keys == set(last) == {"tool_calls"} and len(d["tool_calls"]) == len(last["tool_calls"]) == 1:
+                a, b = last["tool_calls"][0], d["tool_calls"][0]
+                if a.get("index") == b.get("index") and set(b) == {"index", "function"} and \
+                        set(b["function"]) == {"arguments"}:
+                    fa = a.setdefault("function", {})
+                    fa["arguments"] = (fa.get("arguments") or "") + b["function"]["arguments"]
+                    continue
+        out.append(json.loads(json.dumps(d)))         # a private copy (merged into later)
+    return out
+
+
+def _second_call(delta: dict) -> bool:
+    return any(c.get("index", 0) >= 1 for c in delta.get("tool_calls") or ())
+
+
+class CompletionSession(_Base):
+    endpoint = "completions"
+
+    def __init__(self, cfg: ServeConfig, req: CompletionRequest):
+        super().__init__(cfg, req)
+        if req.echo:
+            raise APIError(400, "echo is not supported", param="echo", code="unsupported")
+        if req.logprobs:
+            raise APIError(400, "logprobs are not supported", param="logprobs", code="unsupported")
+        prompt = req.prompt
+        ids = None
+        if isinstance(prompt, list):
+            if prompt and all(isinstance(x, int) for x in prompt):
+                ids = list(prompt)
+                tok = cfg.engine.tokenizer
+                prompt = tok.decode(ids) if tok is not None else None
+                if prompt is None:
+                    raise APIError(400, "token-id prompts need a local tokenizer", param="prompt")
+            elif len(prompt) == 1 and isinstance(prompt[0], str):
+                prompt = prompt[0]
+            else:
+                raise APIError(400, "one prompt per request (a string)", param="prompt", code="unsupported")
+        if ids is None:
+            ids = self._encode(prompt)
+        grammar = None
+        so = req.structured_outputs
+        if so is not None:
+            given = [x for x in (so.grammar, so.json_, so.json_object) if x]
+            if len(given) != 1:
+                raise APIError(400, "structured_outputs takes one of grammar, json, json_object",
+                               param="structured_outputs")
+            if so.grammar:
+                grammar = Grammar("lark", so.grammar)
+            elif so.json_:
+                schema = json.loads(so.json_) if isinstance(so.json_, str) else so.json_
+                grammar = _json_grammar(schema)
+            else:
+                grammar = _json_grammar({"type": "object"})
+        elif req.grammar:
+            grammar = Grammar("lark", req.grammar)
+        else:
+            grammar = _response_format_grammar(req.response_format)
+        self.engine_request = EngineRequest(
+            request_id=new_id("req"), prompt=prompt, prompt_ids=ids, grammar=grammar,
+            max_tokens=self._max_tokens(req.max_tokens, len(ids) if ids is not None else 0),
+            temperature=cfg.default_temperature if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
+            logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()} or None)
+        self.prompt_tokens = len(ids) if ids is not None else 0
+        self.parts: list[str] = []
+
+    async def texts(self) -> AsyncIterator[str]:
+        async with aclosing(self._engine_text()) as texts:
+            async for text, _ in texts:
+                self.parts.append(text)
+                yield text
+        self.finish_reason = "length" if self.engine_finish == "length" else "stop"
