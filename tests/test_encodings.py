@@ -44,9 +44,21 @@ def test_json_value_streams_exactly_and_stays_closable(value, indent, cuts):
 
 
 def test_json_value_rejects_invalid():
-    for bad in ['{"a": 01}', '[1,]', '{"a" 1}', '"\x01"', 'NaN', '{"a": tru}', "{'a': 1}"]:
+    for bad in ['{"a": 01}', '[1,]', '{"a" 1}', '"\\x"', 'NaN', '{"a": tru}', "{'a': 1}"]:
         _, status, _ = scan(bad, [bad])
         assert status == ERROR, bad
+
+
+@given(cuts=st.lists(st.integers(0, 60), max_size=5))
+@settings(max_examples=100, deadline=None)
+def test_raw_control_characters_in_strings_go_out_escaped(cuts):
+    """Models write raw newlines and tabs inside JSON strings (code arguments); they are kept, escaped."""
+    text = '{"code": "def f():\n\treturn 1\r\n", "k\x01": "\x00"}'
+    pts = sorted({c % (len(text) + 1) for c in cuts})
+    parts = [text[a:b] for a, b in zip([0] + pts, pts + [len(text)])]
+    out, status, _ = scan(text, parts)
+    assert status == DONE
+    assert json.loads(out) == json.loads(text, strict=False)
 
 
 python_literals = st.recursive(

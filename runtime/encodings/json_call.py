@@ -81,7 +81,9 @@ class StringJson:
                 self.closed = True
                 return pos + 1, DONE
             if c != "\\":
-                return pos, ERROR
+                self._inner(c)                # a raw control character: taken as itself (see JsonValue)
+                pos += 1
+                continue
             m = _ESCAPE.match(buf, pos)
             if m is None:
                 if n - pos < 6 and not eof:

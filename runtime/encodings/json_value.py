@@ -1,7 +1,8 @@
 """Incremental JSON value scanner that re-emits the value as a *closable prefix*.
 
-`JsonValue` consumes the text of one JSON value as it arrives, validates it strictly (RFC 8259, the same
-language as Python's ``json`` with NaN/Infinity refused) and hands the text on through ``emit`` in pieces
+`JsonValue` consumes the text of one JSON value as it arrives, validates it (RFC 8259, the same language as
+Python's ``json`` with NaN/Infinity refused; the one leniency: a raw control character inside a string, such
+as a newline in code, is accepted and passed on escaped) and hands the text on through ``emit`` in pieces
 chosen so that, at every moment, the emitted text plus :meth:`JsonValue.closers` is valid JSON:
 
 * strings stream character by character (an escape sequence goes out whole);
@@ -28,6 +29,7 @@ _WORD_RUN = re.compile(r"[a-z]+")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 _ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 _WORDS = ("true", "false", "null")
+_CONTROL = {chr(i): json.dumps(chr(i))[1:-1] for i in range(0x20)}   # raw control character -> its escape
 
 
 def _refuse_constant(name: str):
@@ -147,7 +149,15 @@ class JsonValue:
                         self.held += m.group()
                     pos = m.end()
                     continue
-                return pos, ERROR                     # raw control character
+                # a raw control character (a newline in code...): JSON forbids it, models write it; it
+                # goes out escaped, so the arguments stay valid JSON and nothing is lost
+                esc = _CONTROL[c]
+                if st == _STRING:
+                    self._out(esc)
+                else:
+                    self.held += esc
+                pos += 1
+                continue
             if st == _NUMBER_S or st == _WORD_S:
                 run = _NUM_RUN if st == _NUMBER_S else _WORD_RUN
                 m = run.match(buf, pos)
