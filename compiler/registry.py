@@ -186,20 +186,26 @@ def _best(model: str, entries) -> str | None:
     return best[0][1]
 
 
+_TABLES: dict = {}    # folder -> (fingerprint of its files, table)
+
+
+def _globs_table(folder: Path) -> list[tuple[str, tuple]]:
+    """``[(grammar name, model globs)]`` of the grammar files in ``folder``, re-read only when a file changed."""
+    files = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in files)
+    hit = _TABLES.get(folder)
+    if hit is None or hit[0] != stamp:
+        table = [(p.stem, tuple(read(p)[0].get("models", ()))) for p in files]
+        hit = _TABLES[folder] = (stamp, table)
+    return hit[1]
+
+
 def model_table() -> list[tuple[str, tuple]]:
-    out = []
-    for name in grammar_names():
-        data, _ = read(grammars_dir() / f"{name}.yaml")
-        out.append((name, tuple(data.get("models", ()))))
-    return out
+    return _globs_table(grammars_dir())
 
 
 def reasoning_table() -> list[tuple[str, tuple]]:
-    out = []
-    for name in reasoning_names():
-        data, _ = read(grammars_dir() / "reasoning" / f"{name}.yaml")
-        out.append((name, tuple(data.get("models", ()))))
-    return out
+    return _globs_table(grammars_dir() / "reasoning")
 
 
 def for_model(model: str) -> str | None:
