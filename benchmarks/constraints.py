@@ -1,9 +1,14 @@
 """Constraint build time and per-token mask time.
 
 * build: `Grammar.constraint` for 1, 20 and 100 tools, cold (new tool set) and cached (same tool set again);
+* compile: the constraint text compiled by llguidance (``LLMatcher`` creation, where llguidance builds its
+  lexer and parser), for 20 tools;
 * mask: llguidance's per-token mask fill (numpy path) while a grammar-valid call is stepped through,
   at a 4k vocabulary (a BPE tokenizer trained locally) and, when the optional ``mistral-common`` package is
-  installed, at the 131k vocabulary of its tekken tokenizer (converted locally; nothing is downloaded).
+  installed, at the 131k vocabulary of its tekken tokenizer (converted locally; nothing is downloaded);
+* beside them, where xgrammar has a builtin structural tag for the family (what vLLM 0.33 applies for
+  tool calls): the tag built and compiled by xgrammar 0.2.8 for the same tools (``required``), and
+  xgrammar's mask fill over the same tokenizers, stepped the same way.
 
     python benchmarks/constraints.py [--grammars hermes glm47 ...] [--markdown]
 """
@@ -94,6 +99,70 @@ def tekken_tokenizer(extra_markers):
     return tok
 
 
+# toolgram grammar -> xgrammar 0.2.8 builtin structural-tag format (vLLM 0.33's structural_tag_registry)
+XGRAMMAR_FORMATS = {"hermes": "qwen_3", "kimi_k2": "kimi", "glm47": "glm_4_7", "qwen3_coder": "qwen_3_coder",
+                    "llama3_json": "llama", "deepseek_v3_1": "deepseek_v3_1", "harmony": "harmony",
+                    "minimax_m2": "minimax", "deepseek_v3_2": "deepseek_v3_2"}
+
+
+def llguidance_compile_ms(name: str, tok, n: int = 20, repeat: int = 5) -> float:
+    import llguidance
+    g = toolgram.load(name)
+    eos = tok.token_to_id("</s>") if tok.token_to_id("</s>") is not None else tok.token_to_id("<|im_end|>")
+    lt = llguidance.LLTokenizer(tok.to_str(), eos_token=eos)
+    times = []
+    for r in range(repeat):
+        ts = tools(n)
+        ts[0]["function"]["description"] = f"compile {r}"
+        c = g.constraint(ts, "required", tokenizer=tok)
+        t = time.perf_counter()
+        m = llguidance.LLMatcher(lt, c.text, log_level=0)
+        times.append(time.perf_counter() - t)
+        assert not m.is_error(), m.get_error()
+    return statistics.median(times) * 1000
+
+
+def xgrammar_times(name: str, tok, steps: int = 200) -> dict | None:
+    """xgrammar's own structural tag for the family: build+compile time (1/20/100 tools), mask times."""
+    fmt = XGRAMMAR_FORMATS.get(name)
+    if fmt is None:
+        return None
+    import numpy as np
+    import xgrammar as xgr
+    from transformers import PreTrainedTokenizerFast
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok)
+    info = xgr.TokenizerInfo.from_huggingface(hf, vocab_size=tok.get_vocab_size())
+    out = {}
+    for n in (1, 20, 100):
+        times = []
+        for r in range(5):
+            ts = tools(n)
+            ts[0]["function"]["description"] = f"xgr {r}"
+            t = time.perf_counter()
+            tag = xgr.get_builtin_structural_tag(fmt, tools=ts, tool_choice="required", reasoning=False)
+            compiled = xgr.GrammarCompiler(info, cache_enabled=False).compile_structural_tag(tag)
+            times.append(time.perf_counter() - t)
+        out[f"xgr_build_{n}_ms"] = statistics.median(times) * 1000
+    tag = xgr.get_builtin_structural_tag(fmt, tools=tools(20), tool_choice="required", reasoning=False)
+    compiled = xgr.GrammarCompiler(info, cache_enabled=False).compile_structural_tag(tag)
+    matcher = xgr.GrammarMatcher(compiled)
+    bm = xgr.allocate_token_bitmask(1, info.vocab_size)
+    import random
+    rng = random.Random(0)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        matcher.fill_next_token_bitmask(bm)
+        times.append(time.perf_counter() - t)
+        allowed = np.nonzero(np.unpackbits(bm[0].numpy().view(np.uint8), bitorder="little")[:info.vocab_size])[0]
+        if matcher.is_terminated() or not len(allowed):
+            break
+        matcher.accept_token(int(rng.choice(allowed)))
+    out["xgr_mask_median_us"] = statistics.median(times) * 1e6
+    out["xgr_mask_p99_us"] = float(np.percentile(times, 99)) * 1e6
+    return out
+
+
 def mask_times(name: str, tok, steps: int = 200) -> tuple[float, float, int]:
     import llguidance
     import llguidance.numpy as lnp
@@ -134,22 +203,39 @@ def main(argv=None) -> int:
             cold, hot = build_times(name, n)
             row[f"build_{n}_ms"], row[f"cached_{n}_ms"] = cold, hot
         small = build_tokenizer(markers(g))
+        row["llg_compile_20_ms"] = llguidance_compile_ms(name, small)
         row["mask4k_median_us"], row["mask4k_p99_us"], row["vocab4k"] = mask_times(name, small)
+        xg = xgrammar_times(name, small)
+        if xg:
+            row.update({k.replace("xgr_mask", "xgr_mask4k"): v for k, v in xg.items()})
         big = tekken_tokenizer(markers(g))
         if big is not None:
             row["mask131k_median_us"], row["mask131k_p99_us"], row["vocab131k"] = mask_times(name, big)
+            xg = xgrammar_times(name, big)
+            if xg:
+                row.update({k.replace("xgr_mask", "xgr_mask131k").replace("xgr_build", "xgr131k_build"): v
+                            for k, v in xg.items()})
         rows.append(row)
         if not args.markdown:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     if args.markdown:
-        print("| grammar | build 1 / 20 / 100 tools (ms) | cached (ms) | mask 4k vocab median / p99 (µs) | "
-              "mask 131k vocab median / p99 (µs) |")
-        print("|---|---|---|---|---|")
+        def pair(r, a, b, fmt="{:.0f}"):
+            return f"{fmt.format(r[a])} / {fmt.format(r[b])}" if a in r else "n/a"
+
+        def three(r, prefix):
+            return " / ".join(f"{r[f'{prefix}_{n}_ms']:.1f}" for n in (1, 20, 100)) if f"{prefix}_1_ms" in r else "n/a"
+        print("| grammar | engine | build 1 / 20 / 100 tools (ms) | cached 20 (ms) | compile 20 (ms) | "
+              "mask 4k median / p99 (µs) | mask 131k median / p99 (µs) |")
+        print("|---|---|---|---|---|---|---|")
         for r in rows:
-            big = (f"{r['mask131k_median_us']:.0f} / {r['mask131k_p99_us']:.0f}" if "mask131k_median_us" in r
-                   else "n/a (mistral-common not installed)")
-            print(f"| {r['grammar']} | {r['build_1_ms']:.1f} / {r['build_20_ms']:.1f} / {r['build_100_ms']:.1f} | "
-                  f"{r['cached_20_ms']:.3f} | {r['mask4k_median_us']:.0f} / {r['mask4k_p99_us']:.0f} | {big} |")
+            print(f"| {r['grammar']} | toolgram + llguidance | {three(r, 'build')} | {r['cached_20_ms']:.3f} | "
+                  f"{r['llg_compile_20_ms']:.1f} | {pair(r, 'mask4k_median_us', 'mask4k_p99_us')} | "
+                  f"{pair(r, 'mask131k_median_us', 'mask131k_p99_us')} |")
+            if "xgr_build_1_ms" in r:
+                print(f"| | xgrammar tag `{XGRAMMAR_FORMATS[r['grammar']]}` (4k / 131k vocab) | "
+                      f"{three(r, 'xgr_build')} / {three(r, 'xgr131k_build')} | - | (in build) | "
+                      f"{pair(r, 'xgr_mask4k_median_us', 'xgr_mask4k_p99_us')} | "
+                      f"{pair(r, 'xgr_mask131k_median_us', 'xgr_mask131k_p99_us')} |")
     return 0
 
 
