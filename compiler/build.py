@@ -14,6 +14,7 @@ from lark import Lark
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.exceptions import LarkError
 from lark.lexer import Lexer, PatternStr
+from lark.load_grammar import load_grammar
 
 from ..runtime.encodings import OPTIONS, first_chars
 from . import lark_text, schema, tables
@@ -21,10 +22,12 @@ from .compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
                        TerminalSpec)
 from .errors import GrammarError
 from .regexlang import finite_strings
-from .source import Lines, load_source
+from .source import MAX_FILE_BYTES, Lines, load_source
 
 DEFAULT_NAME_PATTERN = r"[^\s\"'<>{}\[\]]{1,256}"
 _ACCUMULATED_MAX = 512
+MAX_RULES = 2000         # the largest bundled grammar has 162
+MAX_LARK_CHARS = 64 * 1024   # ... and 1.8 kB of Lark text
 
 
 class _NoLexer(Lexer):
@@ -40,11 +43,16 @@ class _NoLexer(Lexer):
 def read(path: str | Path) -> tuple[dict, Lines]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise GrammarError(f"not UTF-8 text: {e.reason}", str(path), 1) from None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)     # (never more: the path may be huge, or /dev/zero)
     except OSError as e:
-        raise GrammarError(f"cannot read: {e.strerror}", str(path)) from None
+        raise GrammarError(f"cannot read: {e.strerror or e}", str(path)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise GrammarError(f"file is larger than {MAX_FILE_BYTES} bytes", str(path), 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GrammarError(f"not UTF-8 text: {e.reason}", str(path), raw.count(b"\n", 0, e.start) + 1) from None
     data, lines = load_source(text, str(path))
     schema.check(data, lines)
     return data, lines
@@ -54,7 +62,8 @@ def reasoning_spec(data: dict, lines: Lines) -> ReasoningSpec:
     spec = ReasoningSpec(name=data["name"], description=data["description"], models=tuple(data.get("models", ())),
                          open=data.get("open"), close=data.get("close"),
                          starts_inside=data.get("starts_inside", False), anywhere=data.get("anywhere", False),
-                         ends_at_call=data.get("ends_at_call", False), channel=data.get("channel", False),
+                         ends_at_call=data.get("ends_at_call", False) or bool(data.get("ends_at")),
+                         ends_at=tuple(data.get("ends_at", ())), channel=data.get("channel", False),
                          example=data.get("example", ""), file=lines.file)
     if spec.channel:
         if spec.open or spec.close:
@@ -114,6 +123,11 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
             if name in defined:
                 raise lines.error(f"terminal {name} is declared here as {kinds[0]} and also defined in the Lark "
                                   f"text; define it in one place", path)
+            if kinds[0] != "block":
+                misplaced = set(opts) & set().union(*OPTIONS.values())
+                if misplaced:
+                    raise lines.error(f"terminal {name}: {', '.join(sorted(misplaced))} are options of encoding "
+                                      f"blocks ('block: ...'), not of a {kinds[0]} terminal", path)
             if kinds[0] == "text":
                 spec = TerminalSpec(name=name, kind=TEXT)
             elif kinds[0] == "block":
@@ -162,7 +176,13 @@ def _declared(data: dict) -> list[str]:
 
 
 def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> GrammarError:
-    msg = str(e).strip().split("\n")[0]
+    # one paragraph, on one line (a collision lists its rules on the lines below its first).  Lark reports
+    # collisions in set order, which varies from run to run: take the first paragraph in sorted order, its rules
+    # sorted, and below the rule defined first, so that the same file always gives the same error
+    paragraphs = [p for p in str(e).strip().split("\n\n") if p.strip()] or [str(e)]
+    text = min(paragraphs) if "collision" in str(e) else paragraphs[0]
+    head, *rest = [x.strip().lstrip("- ") for x in text.split("\n") if x.strip()] or [""]
+    msg = " ".join([head, *sorted(rest)])
     offset = lines.block_start.get(("lark",)) or lines.line(("lark",))
     tool_lines = tool_lark.count("\n") + 1
     m = re.search(r"at line (\d+) column (\d+)", str(e))
@@ -171,6 +191,11 @@ def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> Gramma
         if line <= tool_lines:
             msg = msg[:m.start()].rstrip(", ") + f" (column {m.group(2)})" if m.start() < len(msg) else msg
             return GrammarError(f"Lark: {msg}", lines.file, offset + line - 1)
+    found = [lark_text.rule_line(tool_lark, name)
+             for name in re.findall(r"(?:in rule |rule |Rule |<)'?([a-z_][a-z0-9_]*)'?", msg)]
+    found = [line for line in found if line is not None]
+    if found and offset is not None:
+        return GrammarError(f"Lark: {msg}", lines.file, offset + min(found) - 1)
     for name in re.findall(r"(?:in rule |rule |Rule |<)'?([a-z_][a-z0-9_]*)'?", str(e)):
         line = lark_text.rule_line(tool_lark, name)
         if line is not None and offset is not None:
@@ -185,12 +210,48 @@ def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> Gramma
 
 
 def _build_lark(full: str, starts: list[str], tool_lark: str, lines: Lines, import_dir: str | None) -> Lark:
+    paths = [import_dir] if import_dir else []
+    if len(tool_lark) > MAX_LARK_CHARS:
+        raise GrammarError(f"the Lark text has {len(tool_lark)} characters; at most {MAX_LARK_CHARS} are accepted",
+                           lines.file, lines.line(("lark",)))
     try:
+        # Lark's LALR construction grows faster than the square of the grammar's size (a 200 kB file of
+        # markers takes minutes): count the rules first, which is cheap, and refuse a grammar far larger than
+        # any tool-call syntax needs
+        grammar, _ = load_grammar(full, "<grammar>", paths, True)
+        _, rules, _ = grammar.compile(starts, set())
+        if len(rules) > MAX_RULES:
+            raise GrammarError(f"the Lark text has {len(rules)} rules (alternatives and repetitions expanded); "
+                               f"at most {MAX_RULES} are accepted", lines.file, lines.line(("lark",)))
         return Lark(full, parser="lalr", lexer=_NoLexer, keep_all_tokens=True, start=starts,
-                    maybe_placeholders=False, import_paths=[import_dir] if import_dir else [])
+                    maybe_placeholders=False, import_paths=paths)
     except (LarkGrammarError, LarkError, FileNotFoundError, ValueError, TypeError, KeyError,
             AttributeError, AssertionError, IndexError, RecursionError) as e:
         raise _lark_error(e, full, tool_lark, lines) from None
+
+
+def _check_productive(lk: Lark, tool_lark: str, lines: Lines) -> None:
+    """Refuse a rule that derives no finite text (recursive without a base case, like ``call: call "x"``):
+    Lark builds tables for it, but no output could ever complete it."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in lk.rules:
+            name = r.origin.name
+            if name not in productive and all(sym.is_term or sym.name in productive for sym in r.expansion):
+                productive.add(name)
+                changed = True
+    dead = sorted({r.origin.name for r in lk.rules} - productive)
+    if not dead:
+        return
+    offset = lines.block_start.get(("lark",)) or lines.line(("lark",))
+    for name in sorted(dead, key=lambda n: n.startswith("_")):      # the grammar's own rules first
+        line = lark_text.rule_line(tool_lark, name)
+        if line is not None and offset is not None:
+            raise GrammarError(f"rule {name} derives no finite text: it is recursive without a base case",
+                               lines.file, offset + line - 1)
+    raise lines.error(f"rules {', '.join(dead)} derive no finite text: recursive without a base case", ("lark",))
 
 
 def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = None,
@@ -226,6 +287,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
     for key in ("rule", "region", "argument"):
         if key in calls and calls[key] not in rule_names:
             raise lines.error(f"calls.{key}: no rule named {calls[key]!r} in the Lark text", ("calls", key))
+    _check_productive(lk, tool_lark, lines)
     used = {sym.name for r in lk.rules for sym in r.expansion}
     for name in yaml_terms:
         if name not in used:
@@ -241,7 +303,12 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         if not trig:
             raise lines.error("the reasoning grammar ends at a tool call, but no marker starts a call from content",
                               ("lark",))
-        specs[lark_text.R_ESCAPE].lookahead = trig
+        escape = tuple(t for t in trig if t in reasoning.ends_at) if reasoning.ends_at else trig
+        if not escape:
+            raise GrammarError(f"reasoning grammar {reasoning.name}: none of its ends_at markers "
+                               f"({', '.join(reasoning.ends_at)}) starts a call in grammar {data['name']} "
+                               f"(its call markers: {', '.join(trig)})", reasoning.file, 1)
+        specs[lark_text.R_ESCAPE].lookahead = escape
     block_first = {spec.block: first_chars(spec.block, spec.options) for spec in specs.values() if spec.kind == BLOCK}
     built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error)
     policies = dict(data.get("policies", {}))

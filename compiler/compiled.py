@@ -96,6 +96,7 @@ class ReasoningSpec:
     starts_inside: bool = False
     anywhere: bool = False
     ends_at_call: bool = False
+    ends_at: tuple = ()               # with ends_at_call: only these call markers end reasoning (empty: all)
     channel: bool = False
     example: str = ""
     file: str | None = None

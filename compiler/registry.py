@@ -19,7 +19,7 @@ from .build import compile_data, read, reasoning_spec
 from .compiled import CompiledGrammar, ReasoningSpec
 from .errors import GrammarError
 
-_CACHE_VERSION = "6"
+_CACHE_VERSION = "7"
 DEFAULT = object()
 
 
@@ -128,7 +128,11 @@ def _resolve(path: Path, seen=()) -> tuple[dict, object, list[Path]]:
         target = data["alias_of"]
         if target in seen or target == data["name"]:
             raise lines.error(f"alias cycle through {target!r}", ("alias_of",))
-        tdata, tlines, tfiles = _resolve(grammar_path(target), seen + (data["name"],))
+        try:
+            target_path = grammar_path(target)
+        except GrammarError as e:                # (no file of its own: the alias line is the problem)
+            raise lines.error(f"alias_of: {e.message}", ("alias_of",)) from None
+        tdata, tlines, tfiles = _resolve(target_path, seen + (data["name"],))
         merged = dict(tdata)
         merged.update({k: v for k, v in data.items() if k != "alias_of"})
         merged["alias_of"] = target

@@ -122,6 +122,8 @@ REASONING_SCHEMA = {
         "anywhere": {"type": "boolean", "description": "blocks may appear wherever content may"},
         "ends_at_call": {"type": "boolean",
                          "description": "a tool-call marker ends reasoning that was not closed"},
+        "ends_at": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                    "description": "only these call markers end unclosed reasoning (implies ends_at_call)"},
         "channel": {"type": "boolean",
                     "description": "reasoning is text the tool-call grammar itself labels as reasoning"},
         "example": {"type": "string"},
@@ -141,7 +143,15 @@ def _path_of(error: jsonschema.ValidationError) -> tuple:
     return tuple(error.absolute_path) + ((extra[0],) if extra else ())
 
 
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
+    return _short(_describe_full(error), 300)
+
+
+def _describe_full(error: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in error.absolute_path) or "the file"
     if error.validator == "required":
         return f"{path}: {error.message}"
@@ -152,9 +162,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         what = "unknown encoding" if error.absolute_path and error.absolute_path[-1] == "block" else "unknown value"
         known = ", ".join(str(v) for v in error.validator_value)
-        return f"{path}: {what} {error.instance!r} (one of: {known})"
+        return f"{path}: {what} {_short(repr(error.instance))} (one of: {known})"
     if error.validator == "pattern":
-        return f"{path}: {error.instance!r} does not match {error.validator_value!r}"
+        return f"{path}: {_short(repr(error.instance))} does not match {error.validator_value!r}"
     return f"{path}: {error.message}"
 
 

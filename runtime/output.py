@@ -19,7 +19,7 @@ import re
 
 from .arguments import ArgsBuilder
 from .schema_values import ToolSchemas
-from .types import ParseResult, ToolCall
+from .types import Call, ParseResult
 
 
 def random_call_id() -> str:
@@ -322,7 +322,7 @@ class Output:
 
     # -- result --------------------------------------------------------------------------------
     def result(self) -> ParseResult:
-        calls = [ToolCall(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
+        calls = [Call(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
                           truncated=c.truncated, unknown=c.unknown) for c in self.calls]
         pending = [(k, t) for k, t in self.pending]
         segments = [(k, "".join(parts)) for k, parts in self.segments]

@@ -1,11 +1,14 @@
-"""Result types: what a parse produces (`ParseResult`, `ToolCall`) and their OpenAI shapes."""
+"""Result types: what a parse produces (`ParseResult`, `Call`) and their OpenAI shapes.
+
+The public API exports `Call` as ``toolgram.ToolCall``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 
 @dataclass
-class ToolCall:
+class Call:
     """One tool call.  ``arguments`` is JSON text (an object), exactly the concatenation of its stream."""
 
     id: str
@@ -31,7 +34,7 @@ class ParseResult:
 
     content: str | None
     reasoning_content: str | None
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_calls: list[Call] = field(default_factory=list)
     segments: list[tuple[str, str]] = field(default_factory=list)
     recovered: int = 0      # regions that did not fit the grammar (their text came back as content)
 

@@ -5,7 +5,8 @@ over a tokenizer that has the family's markers as tokens; and every syntax compi
 Constraints write one canonical form where the parser tolerates several; corpus outputs in a tolerated
 variant the constraint does not write are skipped here (see docs/constraints.md): arguments given as a JSON
 string, extra keys such as "id" in a call object, arguments out of schema order, marker text inside a string
-(special tokens cannot appear in JSON strings), Python tuples and digit separators.
+(special tokens cannot appear in JSON strings), raw control characters inside JSON strings (read leniently,
+written escaped), Python tuples and digit separators.
 """
 import json
 import re
@@ -30,11 +31,24 @@ def canonical(case, result, tools, g) -> bool:
             return False                                    # arguments out of schema order
         if any(m in json.dumps(args, ensure_ascii=False) for m in markers):
             return False                                    # marker text inside a string value
+        if any('"' + v in case.output for v in _strings(args) if any(ch < " " for ch in v)):
+            return False                                    # a raw control character inside a JSON string
     if re.search(r'"(arguments|parameters)"\s*:\s*"|\[ARGS\]\s*"|"id"\s*:|"\{\\"', case.output):
         return False                                        # arguments as a JSON string, an id key
     if re.search(r"=\s*\(|:\s*\(|\d_\d", case.output) and case.grammar in ("pythonic", "lfm2"):
         return False                                        # Python tuples, digit separators
     return True
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def agreement_cases():

@@ -32,3 +32,12 @@ def test_arguments_are_json_objects(case):
     g = corpus.grammar_for(case)
     for call in g.parse(case.output, case.tools, reasoning=case.reasoning).tool_calls:
         assert isinstance(json.loads(call.arguments), dict)
+
+
+def test_alias_without_corpus_runs_its_targets_cases(monkeypatch, tmp_path):
+    real = corpus.corpus_path
+    monkeypatch.setattr(corpus, "corpus_path", lambda g: tmp_path / "none.yaml" if g == "qwen25" else real(g))
+    cases = corpus.load_cases("qwen25")
+    assert [c.name for c in cases] == [c.name for c in corpus.load_cases("hermes")]
+    assert {c.grammar for c in cases} == {"qwen25"}
+    assert all(not corpus.check_case(c) for c in cases)

@@ -6,7 +6,7 @@ from .api import Grammar, for_model, grammars, load, reasoning_for_model, reason
 from .compiler.constraint import Constraint
 from .compiler.errors import ConstraintError, GrammarError
 from .runtime.parser import StreamingParser
-from .runtime.types import ParseResult, ToolCall
+from .runtime.types import Call as ToolCall, ParseResult
 
 __version__ = "0.1.0"
 

@@ -59,9 +59,13 @@ def corpus_path(grammar: str) -> Path:
 
 
 def load_cases(grammar: str, sets: dict | None = None) -> list[Case]:
+    """The corpus cases of a bundled grammar (an alias without its own corpus runs its target's cases)."""
     path = corpus_path(grammar)
     if not path.exists():
-        return []
+        target = registry.read(registry.grammar_path(grammar))[0].get("alias_of")
+        if not target:
+            return []
+        return [Case(**{**c.__dict__, "grammar": grammar}) for c in load_cases(target, sets)]
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     sets = dict(tool_sets() if sets is None else sets)
     sets.update(data.get("tools") or {})          # a corpus may define its own tool sets
