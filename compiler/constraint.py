@@ -17,7 +17,6 @@ regex intersections), GBNF (llama.cpp, JSON expanded into rules), and xgrammar/v
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -813,7 +812,8 @@ def _drop_string(schema: dict) -> dict:
 
 
 def tools_key(tools) -> str:
-    return hashlib.sha256(json.dumps(tools, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    """A key for a tool set (or any JSON data): its canonical JSON text (hashed by the dict it keys)."""
+    return json.dumps(tools, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def build_rules(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,

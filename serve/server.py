@@ -35,6 +35,7 @@ class Options:
     chat_template: str | None = None
     constrain_auto: bool = False
     max_calls: int | None = None
+    max_reasoning: int | None = None
     eos_bias: float | None = None
     threads: int | None = None
     upstream: list = field(default_factory=list)
@@ -117,6 +118,7 @@ def build(o: Options):
     notes = {}
     demo = False
     max_calls = o.max_calls
+    max_reasoning = o.max_reasoning
     eos_bias = o.eos_bias
     engine: Engine
     if o.engine == "cpu":
@@ -136,6 +138,7 @@ def build(o: Options):
             notes["demo"] = ("RANDOM WEIGHTS: a toolgram demo model; its tool calls are well formed by "
                              "construction (constrained decoding), their values are noise")
             max_calls = 3 if max_calls is None else max_calls
+            max_reasoning = 200 if max_reasoning is None else max_reasoning
             eos_bias = 4.0 if eos_bias is None else eos_bias
             if template is None:
                 template = demo_model.SERVE_TEMPLATE
@@ -179,7 +182,8 @@ def build(o: Options):
                     request_timeout=o.request_timeout)
     names = tuple(dict.fromkeys([engine.info.id, *o.served_model_name]))
     cfg = ServeConfig(grammar=g, engine=engine, chat_template=template, model_names=names,
-                      metrics=Metrics(engine), limits=limits, constrain_auto=o.constrain_auto, max_calls=max_calls)
+                      metrics=Metrics(engine), limits=limits, constrain_auto=o.constrain_auto, max_calls=max_calls,
+                      max_reasoning=max_reasoning)
     cfg.demo = demo
     return cfg, o.api_key
 

@@ -14,7 +14,9 @@ least one call was made and the engine stopped naturally, ``length`` stays ``len
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections import OrderedDict
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
@@ -51,6 +53,7 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     constrain_auto: bool = False
     max_calls: int | None = None        # cap on calls in a constraint (a random demo model otherwise repeats)
+    max_reasoning: int | None = None    # cap on reasoning characters in a constraint (likewise: it never stops)
     default_temperature: float = 1.0
 
 
@@ -84,6 +87,34 @@ class StopFilter:
         return out
 
 
+_LL_PROBLEMS: OrderedDict = OrderedDict()      # constraint text -> llguidance's complaint ("" when none)
+
+
+def lark_problem(text: str) -> str:
+    """What llguidance says of a Lark constraint ("" when it compiles): checked here, before the engine gets it,
+    so that a constraint that cannot be built is a 400 that names its tool.  Cached (about a millisecond each)."""
+    problem = _LL_PROBLEMS.get(text)
+    if problem is None:
+        import llguidance
+        try:
+            problem = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(text)) or ""
+        except (ValueError, TypeError, RuntimeError) as e:
+            problem = str(e) or type(e).__name__
+        if problem.startswith("WARNING"):
+            problem = ""
+        _LL_PROBLEMS[text] = problem
+        if len(_LL_PROBLEMS) > 512:
+            _LL_PROBLEMS.popitem(last=False)
+    else:
+        _LL_PROBLEMS.move_to_end(text)
+    return problem
+
+
+def _first_line(problem: str) -> str:
+    line = problem.strip().split("\n")[0]
+    return re.sub(r"^at \d+\(\d+\): ", "", line)[:300]
+
+
 def _json_grammar(schema) -> Grammar:
     return Grammar("lark", "start: %json " + json.dumps(schema, ensure_ascii=False), json_schema=schema)
 
@@ -100,7 +131,12 @@ def _response_format_grammar(rf) -> Grammar | None:
         check_schema(schema, "response_format")
     except ConstraintError as e:
         raise APIError(400, str(e), param="response_format.json_schema.schema") from None
-    return _json_grammar(schema)
+    grammar = _json_grammar(schema)
+    problem = lark_problem(grammar.text)
+    if problem:
+        raise APIError(400, f"response_format: the schema cannot be enforced: {_first_line(problem)}",
+                       param="response_format.json_schema.schema", code="invalid_schema")
+    return grammar
 
 
 class _Base:
@@ -232,9 +268,12 @@ class ChatSession(_Base):
                     self.constraint = g.constraint(
                         self.tools, choice, parallel_tool_calls=req.parallel_tool_calls, syntax=engine.syntax,
                         tokenizer=engine.tokenizer if engine.token_markers and engine.syntax == "lark" else None,
-                        reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None)
+                        reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None,
+                        max_reasoning=cfg.max_reasoning)
                 except ConstraintError as e:
                     raise APIError(400, str(e), param="tools", code="invalid_tools") from None
+                if self.mode != "none":
+                    self._check_constrained_tools(g, choice)
                 cfg.metrics.constraint_seconds.observe(time.perf_counter() - t0)
                 grammar = Grammar(self.constraint.syntax, self.constraint.text)
 
@@ -257,6 +296,35 @@ class ChatSession(_Base):
         self.prompt_tokens = len(ids) if ids is not None else 0
         self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning)
         self.content_parts: list[str] = []
+
+    def _check_constrained_tools(self, g, choice) -> None:
+        """A constraint must only let the model write calls the parser reads back, and it must compile: a tool
+        whose name the grammar's parser refuses, or whose schema llguidance cannot enforce, is a 400 naming it
+        (not a call returned as content, nor an engine error that names no tool)."""
+        named = choice["function"]["name"] if isinstance(choice, dict) else None
+        chosen = [(i, t) for i, t in enumerate(self.tools) if named is None or t["function"]["name"] == named]
+        pattern = g.compiled.policies.get("name_pattern")
+        for i, t in chosen:
+            name = t["function"]["name"]
+            if pattern and not re.fullmatch(pattern, name):
+                raise APIError(400, f"tool {name!r}: grammar {g.name!r} cannot read this name back (names must "
+                               f"match {pattern})", param=f"tools[{i}].function.name", code="invalid_tools")
+        if self.constraint.syntax != "lark":
+            return
+        problem = lark_problem(self.constraint.text)
+        if not problem:
+            return
+        for i, t in chosen:                       # which tool: the first whose own constraint fails
+            try:
+                single = g.constraint([t], "required", syntax="lark", reasoning=self.reasoning)
+            except ConstraintError:
+                continue
+            if lark_problem(single.text):
+                raise APIError(400, f"tool {t['function']['name']!r}: its parameters cannot be enforced by "
+                               f"constrained decoding: {_first_line(problem)}",
+                               param=f"tools[{i}].function.parameters", code="invalid_tool_schema")
+        raise APIError(400, f"the constraint for these tools does not compile: {_first_line(problem)}",
+                       param="tools", code="invalid_tools")
 
     async def deltas(self) -> AsyncIterator[dict]:
         """OpenAI ``delta`` dicts as the text is generated; then `finish_reason` is set."""
@@ -366,6 +434,10 @@ class CompletionSession(_Base):
             if prompt and all(isinstance(x, int) for x in prompt):
                 ids = list(prompt)
                 tok = cfg.engine.tokenizer
+                vocab = len(tok) if tok is not None else None
+                if min(ids) < 0 or (vocab and max(ids) >= vocab):
+                    raise APIError(400, f"prompt token ids must be in 0..{(vocab or 2 ** 31) - 1}", param="prompt",
+                                   code="invalid_prompt")
                 prompt = tok.decode(ids) if tok is not None else None
                 if prompt is None:
                     raise APIError(400, "token-id prompts need a local tokenizer", param="prompt")
@@ -385,7 +457,14 @@ class CompletionSession(_Base):
             if so.grammar:
                 grammar = Grammar("lark", so.grammar)
             elif so.json_:
-                schema = json.loads(so.json_) if isinstance(so.json_, str) else so.json_
+                try:
+                    schema = json.loads(so.json_) if isinstance(so.json_, str) else so.json_
+                except ValueError as e:
+                    raise APIError(400, f"structured_outputs.json is not JSON: {e}",
+                                   param="structured_outputs.json") from None
+                if not isinstance(schema, (dict, bool)):
+                    raise APIError(400, "structured_outputs.json must be a JSON Schema (an object)",
+                                   param="structured_outputs.json")
                 grammar = _json_grammar(schema)
             else:
                 grammar = _json_grammar({"type": "object"})

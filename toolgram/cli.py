@@ -181,6 +181,8 @@ def _add_serve(sub) -> None:
     s.add_argument("--constrain-auto", action="store_true",
                    help="tool_choice auto: apply the lazy constraint (free text, well-formed calls)")
     s.add_argument("--max-calls", type=int, help="cap on tool calls per constrained response (demo default 3)")
+    s.add_argument("--max-reasoning", type=int,
+                   help="cap on reasoning characters in a constrained response (demo default 200)")
     s.add_argument("--eos-bias", type=float, help="cpu engine: logit bias on end-of-sequence (demo default 4)")
     s.add_argument("--threads", type=int, help="cpu engine: torch threads")
     s.add_argument("--upstream", action="append", default=[], metavar="URL",
