@@ -4,11 +4,19 @@
 Reports requests/s, time to the first tool-call delta (client side: request sent -> first SSE chunk carrying
 ``tool_calls``), latency, and toolgram's own overhead: the same requests (same prompts, constraint and seeds, so
 the same tokens) run through the server versus straight through the engine in this process (the decoder with
-the constraint, no HTTP, no parser).  The server serialises generations on the CPU engine, so at every
-concurrency the engine's time per request is the floor; overhead = server time per request / engine time per
-request - 1.
+the constraint, no HTTP, no parser, no engine process).  The server serialises generations on the CPU engine,
+so at every concurrency the engine's time per request is the floor; overhead = server time per request / engine
+time per request - 1.
 
-    python benchmarks/serve.py [--grammar hermes] [--requests 48] [--concurrency 1 8 32] [--json out.json]
+The two are measured in alternating rounds (engine alone then server, then server then engine alone, ...), each
+round on fresh requests, so that both see the same machine load; the overhead reported is the median of the
+rounds.  On Linux it also reports where the CPU went, from the scheduler's own counters
+(``/proc/PID/task/TID/schedstat``: time on a CPU and time waiting for one): per request, the decoder's CPU time
+alone and in the engine process, the server process's CPU time, and the time the engine process spent idle
+(neither running nor waiting for a CPU: waiting for the server), and the CPU time of the client (this process).  Those do not depend on the machine's load
+the way wall-clock times do.
+
+    python benchmarks/serve.py [--grammar hermes] [--requests 16] [--rounds 3] [--concurrency 1 8 32] [--json F]
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("TOOLGRAM_DEMO_CACHE", os.path.join(tempfile.gettempdir(), "toolgram-bench-demo-models"))
@@ -47,6 +56,56 @@ def messages(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Request {i}: what is the weather in city number {i}?"}]
 
 
+# -- the scheduler's counters (Linux) --------------------------------------------------------------------------
+def _sched(pid: int, tid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of one thread; zeros where unavailable."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
+def _process_cpu(pid: int) -> float:
+    """Seconds on a CPU of all threads of a process."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    return sum(_sched(pid, int(t))[0] for t in tids)
+
+
+def _preemptions(pid: int) -> int:
+    """How often the scheduler took the CPU from a process's main thread (involuntary context switches)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches"):
+                    return int(line.split(":")[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pin(pid: int, cpus: set) -> None:
+    """Bind every thread of a process to these CPUs."""
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(t), cpus)
+        except OSError:
+            pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+# -- the server ------------------------------------------------------------------------------------------------
 async def one(client: httpx.AsyncClient, model: str, i: int) -> dict:
     body = {"model": model, "messages": messages(i), "tools": TOOLS, "tool_choice": "required",
             "max_tokens": MAX_TOKENS, "seed": i, "stream": True, "stream_options": {"include_usage": True}}
@@ -73,7 +132,7 @@ async def one(client: httpx.AsyncClient, model: str, i: int) -> dict:
     return {"latency": time.perf_counter() - t0, "first_call": first_call, "tokens": tokens, "calls": calls}
 
 
-async def run_level(base: str, model: str, concurrency: int, n: int, offset: int) -> dict:
+async def run_level(base: str, model: str, concurrency: int, ids: list[int]) -> dict:
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
@@ -81,80 +140,168 @@ async def run_level(base: str, model: str, concurrency: int, n: int, offset: int
             async with sem:
                 return await one(client, model, i)
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(guarded(offset + i) for i in range(n)))
+        results = await asyncio.gather(*(guarded(i) for i in ids))
         wall = time.perf_counter() - t0
-    firsts = sorted(r["first_call"] for r in results if r["first_call"] is not None)
-    lat = sorted(r["latency"] for r in results)
-    return {"concurrency": concurrency, "requests": n, "wall_s": wall, "req_per_s": n / wall,
-            "tokens": sum(r["tokens"] for r in results),
-            "first_call_p50_ms": 1000 * statistics.median(firsts), "first_call_p90_ms": 1000 * _pct(firsts, 0.9),
-            "latency_p50_ms": 1000 * statistics.median(lat), "latency_p90_ms": 1000 * _pct(lat, 0.9),
-            "with_calls": sum(1 for r in results if r["calls"])}
+    return {"wall_s": wall, "results": results}
+
+
+# -- the engine alone ------------------------------------------------------------------------------------------
+class Direct:
+    """The same requests straight through the engine (decoder + constraint), in this process's main thread."""
+
+    def __init__(self, grammar: str):
+        from toolgram.runtime.decoding import Decoder
+        g = toolgram.load(grammar)
+        self.dec = Decoder.from_pretrained(demo_model.for_grammar(g))
+        self.constraint = g.constraint(TOOLS, "required", tokenizer=self.dec.tokenizer, max_calls=MAX_CALLS).text
+        self.bias = {e: EOS_BIAS for e in self.dec.eos}
+        self.run([0])                                                       # warm-up
+
+    def prompt(self, i: int) -> list[int]:
+        tok = self.dec.tokenizer
+        text = chat.render(demo_model.SERVE_TEMPLATE, messages(i), TOOLS,
+                           special={"bos_token": "", "eos_token": tok.eos_token})
+        return tok.encode(text, add_special_tokens=False)
+
+    def run(self, ids: list[int]) -> dict:
+        prompts = [self.prompt(i) for i in ids]
+        tokens = 0
+        tid = threading.get_native_id()
+        c0 = _sched(os.getpid(), tid)
+        t0 = time.perf_counter()
+        for i, p in zip(ids, prompts):
+            for step in self.dec.generate([p], [self.constraint], max_new_tokens=MAX_TOKENS, temperature=1.0, seed=i,
+                                          logit_bias=self.bias):
+                tokens += step.token >= 0
+        wall = time.perf_counter() - t0
+        c1 = _sched(os.getpid(), tid)
+        return {"wall_s": wall, "tokens": tokens, "cpu_s": c1[0] - c0[0], "wait_s": c1[1] - c0[1]}
+
+
+# -- one level -------------------------------------------------------------------------------------------------
+def level(s: Server, model: str, direct: Direct, concurrency: int, n: int, rounds: int, first_id: int,
+          pin: tuple | None = None) -> dict:
+    engine_pid = next(iter(_children(s.proc.pid)), None)
+    me = threading.get_native_id()
+    rows, results = [], []
+    for r in range(rounds):
+        ids = list(range(first_id + r * n, first_id + (r + 1) * n))
+        row = {}
+        for what in (("direct", "server") if r % 2 == 0 else ("server", "direct")):
+            if what == "direct":
+                if pin:
+                    os.sched_setaffinity(me, pin[0])                       # the decoder on the engine's cpu
+                d = direct.run(ids)
+                row.update(direct_s=d["wall_s"], direct_tokens=d["tokens"], direct_cpu_s=d["cpu_s"],
+                           direct_wait_s=d["wait_s"])
+                continue
+            if pin:
+                os.sched_setaffinity(me, pin[1])                           # the client beside the server
+            srv0 = _process_cpu(s.proc.pid)
+            eng0 = _sched(engine_pid, engine_pid) if engine_pid else (0.0, 0.0)
+            cl0 = time.process_time()
+            pre0 = _preemptions(engine_pid) if engine_pid else 0
+            lv = asyncio.run(run_level(s.base, model, concurrency, ids))
+            cl1 = time.process_time()
+            pre1 = _preemptions(engine_pid) if engine_pid else 0
+            srv1 = _process_cpu(s.proc.pid)
+            eng1 = _sched(engine_pid, engine_pid) if engine_pid else (0.0, 0.0)
+            results += lv["results"]
+            row.update(server_s=lv["wall_s"], server_tokens=sum(x["tokens"] for x in lv["results"]),
+                       server_cpu_s=srv1 - srv0, engine_cpu_s=eng1[0] - eng0[0], engine_wait_s=eng1[1] - eng0[1],
+                       client_cpu_s=cl1 - cl0, engine_preempted=pre1 - pre0)
+        row["overhead"] = row["server_s"] / row["direct_s"] - 1
+        rows.append(row)
+    total = n * rounds
+    firsts = sorted(x["first_call"] for x in results if x["first_call"] is not None)
+    lat = sorted(x["latency"] for x in results)
+    server_s = sum(x["server_s"] for x in rows)
+    direct_s = sum(x["direct_s"] for x in rows)
+    out = {"concurrency": concurrency, "requests": total, "rounds": rounds,
+           "req_per_s": total / server_s, "tokens": sum(x["server_tokens"] for x in rows),
+           "engine_tokens": sum(x["direct_tokens"] for x in rows),
+           "first_call_p50_ms": 1000 * statistics.median(firsts), "first_call_p90_ms": 1000 * _pct(firsts, 0.9),
+           "latency_p50_ms": 1000 * statistics.median(lat), "latency_p90_ms": 1000 * _pct(lat, 0.9),
+           "with_calls": sum(1 for x in results if x["calls"]),
+           "engine_ms_per_request": 1000 * direct_s / total, "server_ms_per_request": 1000 * server_s / total,
+           "overhead": statistics.median(x["overhead"] for x in rows),
+           "overhead_rounds": [x["overhead"] for x in rows],
+           "cpu_ms_per_request": {
+               "decoder_alone": 1000 * sum(x["direct_cpu_s"] for x in rows) / total,
+               "decoder_alone_waiting_for_cpu": 1000 * sum(x["direct_wait_s"] for x in rows) / total,
+               "engine_process": 1000 * sum(x["engine_cpu_s"] for x in rows) / total,
+               "server_process": 1000 * sum(x["server_cpu_s"] for x in rows) / total,
+               "client": 1000 * sum(x["client_cpu_s"] for x in rows) / total,
+               "engine_preempted_per_request": sum(x["engine_preempted"] for x in rows) / total,
+               "engine_waiting_for_cpu": 1000 * sum(x["engine_wait_s"] for x in rows) / total,
+               "engine_idle": 1000 * sum(x["server_s"] - x["engine_cpu_s"] - x["engine_wait_s"] for x in rows) / total,
+           }}
+    return out
 
 
 def _pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-_DECODERS: dict = {}
-
-
-def direct(grammar: str, ids: list[int]) -> dict:
-    """The same requests straight through the engine (decoder + constraint), in this process."""
-    from toolgram.runtime.decoding import Decoder
-    g = toolgram.load(grammar)
-    if grammar not in _DECODERS:
-        _DECODERS[grammar] = Decoder.from_pretrained(demo_model.for_grammar(g))
-    dec = _DECODERS[grammar]
-    c = g.constraint(TOOLS, "required", tokenizer=dec.tokenizer, max_calls=MAX_CALLS)
-    bias = {e: EOS_BIAS for e in dec.eos}
-    prompts = []
-    for i in ids:
-        text = chat.render(demo_model.SERVE_TEMPLATE, messages(i), TOOLS,
-                           special={"bos_token": "", "eos_token": dec.tokenizer.eos_token})
-        prompts.append(dec.tokenizer.encode(text, add_special_tokens=False))
-    list(dec.generate([prompts[0]], [c.text], max_new_tokens=8, seed=0, logit_bias=bias))   # warm-up
-    tokens = 0
-    t0 = time.perf_counter()
-    for i, p in zip(ids, prompts):
-        for step in dec.generate([p], [c.text], max_new_tokens=MAX_TOKENS, temperature=1.0, seed=i,
-                                 logit_bias=bias):
-            tokens += step.token >= 0
-    wall = time.perf_counter() - t0
-    return {"requests": len(ids), "wall_s": wall, "ms_per_request": 1000 * wall / len(ids), "tokens": tokens}
+def report(lv: dict) -> str:
+    c = lv["cpu_ms_per_request"]
+    rounds = ", ".join(f"{100 * x:+.1f}%" for x in lv["overhead_rounds"])
+    same = "same tokens" if lv["tokens"] == lv["engine_tokens"] else \
+        f"TOKENS DIFFER: server {lv['tokens']}, engine alone {lv['engine_tokens']}"
+    lines = [
+        f"concurrency {lv['concurrency']:3}: {lv['req_per_s']:6.2f} req/s  first tool-call delta p50 "
+        f"{lv['first_call_p50_ms']:7.1f} ms p90 {lv['first_call_p90_ms']:7.1f} ms  latency p50 "
+        f"{lv['latency_p50_ms']:7.1f} ms  ({lv['tokens']} tokens, {lv['with_calls']}/{lv['requests']} with calls)",
+        f"    engine alone {lv['engine_ms_per_request']:6.1f} ms/request, server {lv['server_ms_per_request']:6.1f} "
+        f"ms/request ({same}): overhead {100 * lv['overhead']:+.1f}% (median of rounds {rounds})",
+    ]
+    if c["engine_process"]:
+        lines.append(
+            f"    cpu ms/request: decoder alone {c['decoder_alone']:.1f} (and {c['decoder_alone_waiting_for_cpu']:.1f} "
+            f"waiting for a cpu), engine process {c['engine_process']:.1f} "
+            f"({100 * (c['engine_process'] / c['decoder_alone'] - 1):+.1f}%; and {c['engine_waiting_for_cpu']:.1f} "
+            f"waiting for a cpu, {c['engine_idle']:.1f} idle), server process {c['server_process']:.1f}, "
+            f"client {c['client']:.1f}; engine preempted {c['engine_preempted_per_request']:.1f} times/request")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--grammar", default="hermes")
-    ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
+    ap.add_argument("--requests", type=int, default=16, help="requests per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the engine process (and the decoder alone) on one CPU, the server and the client on "
+                         "the others: toolgram's own overhead without the server and the client competing with "
+                         "the engine for its CPU (as on a machine with a core to spare for serving)")
     a = ap.parse_args(argv)
     g = toolgram.load(a.grammar)
     demo_model.for_grammar(g)                       # build the demo model before timing anything
-    out = {"grammar": a.grammar, "max_tokens": MAX_TOKENS, "levels": []}
+    out = {"grammar": a.grammar, "max_tokens": MAX_TOKENS, "load_before": os.getloadavg(), "levels": []}
+    direct = Direct(a.grammar)
     with Server(["--tool-call-parser", a.grammar, "--max-concurrency", "256", "--log-level", "warning"]) as s:
         model = httpx.get(s.url + "/models").json()["data"][0]["id"]
-        asyncio.run(run_level(s.base, model, 1, 4, 10_000))          # warm-up
-        offset = 0
+        pin = None
+        if a.pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                ap.error("--pin needs at least two CPUs")
+            pin = ({cpus[-1]}, set(cpus[:-1]))
+            _pin(s.proc.pid, pin[1])
+            for c in _children(s.proc.pid):
+                _pin(c, pin[0])
+            out["pinned"] = {"engine": sorted(pin[0]), "server_and_client": sorted(pin[1])}
+        asyncio.run(run_level(s.base, model, 1, list(range(10_000, 10_004))))     # warm-up
+        first = 0
         for c in a.concurrency:
-            ids = list(range(offset, offset + a.requests))
-            offset += a.requests
-            # the engine alone on exactly these requests (same seeds: the same tokens), right before the server
-            # runs them, so that both see the same machine load
-            d = direct(a.grammar, ids)
-            level = asyncio.run(run_level(s.base, model, c, a.requests, ids[0]))
-            server_ms = 1000 * level["wall_s"] / level["requests"]
-            level.update(engine_ms_per_request=d["ms_per_request"], engine_tokens=d["tokens"],
-                         server_ms_per_request=server_ms, overhead=server_ms / d["ms_per_request"] - 1)
-            out["levels"].append(level)
-            print(f"concurrency {c:3}: {level['req_per_s']:6.2f} req/s  first tool-call delta p50 "
-                  f"{level['first_call_p50_ms']:7.1f} ms p90 {level['first_call_p90_ms']:7.1f} ms  latency p50 "
-                  f"{level['latency_p50_ms']:7.1f} ms  ({level['tokens']} tokens, {level['with_calls']}/"
-                  f"{level['requests']} with calls)\n"
-                  f"                 engine alone {d['ms_per_request']:6.1f} ms/request ({d['tokens']} tokens), "
-                  f"server {server_ms:6.1f} ms/request: overhead {100 * level['overhead']:+.1f}%", flush=True)
+            lv = level(s, model, direct, c, a.requests, a.rounds, first, pin)
+            first += a.requests * a.rounds
+            out["levels"].append(lv)
+            print(report(lv), flush=True)
+    out["load_after"] = os.getloadavg()
+    print(f"load average before {out['load_before'][0]:.1f}, after {out['load_after'][0]:.1f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
