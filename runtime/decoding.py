@@ -124,7 +124,7 @@ class Decoder:
             seqs = [_Seq(matcher=self.matcher(g) if g else None) for g in grammars]
             gen = torch.Generator(device="cpu")
             if seed is not None:
-                gen.manual_seed(int(seed))
+                gen.manual_seed(int(seed) % (1 << 64))      # (torch takes 64 bits; -1 is 2**64 - 1 either way)
             stops = set(stop_tokens or ()) | set(self.eos)
             if forced:
                 for i, s in enumerate(seqs):

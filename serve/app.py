@@ -36,8 +36,21 @@ def _json(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def _utf8(text: str) -> bytes:
+    # a lone surrogate (a model can write the escape "\ud800", which decodes to one) cannot be UTF-8: it goes
+    # out as its JSON escape, which reads back as the same string, instead of failing the whole response
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _sse(obj) -> bytes:
-    return f"data: {_json(obj)}\n\n".encode()
+    return _utf8(f"data: {_json(obj)}\n\n")
+
+
+class _JSONResponse(JSONResponse):
+    """Every JSON answer: compact, UTF-8, and encodable whatever strings it holds (see `_utf8`)."""
+
+    def render(self, content) -> bytes:
+        return _utf8(_json(content))
 
 
 class _Limits:
@@ -98,7 +111,7 @@ class _BodyTooLarge(Exception):
 
 
 async def _send_error(send, status: int, message: str, code: str | None = None):
-    body = _json(error_body(status, message, code=code)).encode()
+    body = _utf8(_json(error_body(status, message, code=code)))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -137,7 +150,7 @@ class _SSEResponse(StreamingResponse):
 
 
 def _err(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
+    return _JSONResponse(e.body(), status_code=e.status)
 
 
 def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
@@ -149,7 +162,8 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
         finally:
             await cfg.engine.close()
 
-    app = FastAPI(title="toolgram", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="toolgram", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,
+                  default_response_class=_JSONResponse)
     app.state.cfg = cfg
     metrics = cfg.metrics
     busy = {"n": 0}
@@ -172,19 +186,19 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             if len(errs) > 1:
                 msg += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
         metrics.requests.labels(request.url.path, "400").inc()
-        return JSONResponse(error_body(400, msg, param=param), status_code=400)
+        return _JSONResponse(error_body(400, msg, param=param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
         msg = f"no route {request.method} {request.url.path}" if e.status_code in (404, 405) else str(e.detail)
-        return JSONResponse(error_body(e.status_code, msg, code=code), status_code=e.status_code)
+        return _JSONResponse(error_body(e.status_code, msg, code=code), status_code=e.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception):
         log.exception("unexpected error on %s", request.url.path)
         metrics.requests.labels(request.url.path, "500").inc()
-        return JSONResponse(error_body(500, "internal server error"), status_code=500)
+        return _JSONResponse(error_body(500, "internal server error"), status_code=500)
 
     @app.get("/health")
     async def health():

@@ -246,7 +246,9 @@ class UpstreamEngine(Engine):
         except EngineError:
             self.stats["errors"] += 1
             raise
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):
+            # the consumer went away (closed, or cancelled with its client): the upstream request ends with
+            # this response (``finally``), which is what stops its generation
             if not finished:
                 self.stats["aborted"] += 1
             raise
