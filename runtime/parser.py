@@ -410,11 +410,16 @@ class StreamingParser:
                         i = buf.find(c, i + 1, end)
             else:
                 act.cut = True
+        if act.max_length is not None and act.length + (end - pos) > act.max_length:
+            # refused at the first character over the limit, wherever the deltas split the text (and
+            # whether or not a marker ending the run follows later): the result never depends on the split
+            end = pos + (act.max_length - act.length) + 1
+            act.length += end - pos
+            act.emit(buf[pos:end])
+            return end, ERROR
         if end > pos:
             act.length += end - pos
             act.emit(buf[pos:end])
-            if act.max_length is not None and act.length > act.max_length:
-                return end, ERROR
         if not finished:
             return end, MORE
         return end, (DONE if act.length else ERROR)

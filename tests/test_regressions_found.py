@@ -15,20 +15,25 @@ def _rebuilt(g, text, parts, tools=None):
     return corpus.rebuild(deltas)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/parser.py _scan_run: a name/key token that outgrows max_length "
-                                       "is refused at the end of the delta that overran it, not at the first "
-                                       "character over the limit, so the result depends on the split (and the "
-                                       "one-shot parse drops the whole run)")
 @pytest.mark.parametrize("name,text", [
     ("glm47", "<tool_call>get_time\n<arg_key>" + "[" * 600),
     ("minimax_m2", '<invoke name="get_time">\n<parameter name=' + "[" * 600),
+    # found by benchmarks/fuzz_long.py: a marker the name token does not stop at, then an overlong run
+    ("deepseek_v3_1", "<\uff5ctool\u2581call\u2581begin\uff5c><\uff5cend\u2581of\u2581sentence\uff5c>" + "[" * 600
+     + "<\uff5cend\u2581of\u2581sentence\uff5c>"),
+    ("deepseek_v3", "Checking.<\uff5ctool\u2581calls\u2581begin\uff5c><\uff5ctool\u2581call\u2581begin\uff5c>function"
+     "<\uff5ctool\u2581sep\uff5c>get_weather<\uff5cend\u2581of\u2581sentence\uff5c>" + "[" * 600
+     + "<\uff5cend\u2581of\u2581sentence\uff5c>"),
 ])
 def test_overlong_key_does_not_depend_on_the_split(name, text):
+    """runtime/parser.py _scan_run refused a name/key token that outgrew max_length at the end of the delta that
+    overran it, not at the first character over the limit: the result depended on the split."""
     g = toolgram.load(name)
     one = corpus.summary(g.parse(text, new_id=corpus.counter_ids()))
     k = len(text) // 2
     assert _rebuilt(g, text, [text[:k], text[k:]]) == one
     assert _rebuilt(g, text, list(text)) == one
+    assert _rebuilt(g, text, [text[:7], text[7:k + 3], text[k + 3:]]) == one
 
 
 ARRAY_TOOL = [{"type": "function", "function": {"name": "f", "parameters": {
