@@ -151,11 +151,13 @@ def xgrammar_times(name: str, tok, steps: int = 200) -> dict | None:
     rng = random.Random(0)
     times = []
     for _ in range(steps):
+        if matcher.is_terminated():         # a stop token was accepted: xgrammar refuses to fill another mask
+            break
         t = time.perf_counter()
         matcher.fill_next_token_bitmask(bm)
         times.append(time.perf_counter() - t)
         allowed = np.nonzero(np.unpackbits(bm[0].numpy().view(np.uint8), bitorder="little")[:info.vocab_size])[0]
-        if matcher.is_terminated() or not len(allowed):
+        if not len(allowed):
             break
         matcher.accept_token(int(rng.choice(allowed)))
     out["xgr_mask_median_us"] = statistics.median(times) * 1e6

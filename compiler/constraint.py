@@ -18,6 +18,7 @@ regex intersections), GBNF (llama.cpp, JSON expanded into rules), and xgrammar/v
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from dataclasses import dataclass, field
 
@@ -811,9 +812,17 @@ def _drop_string(schema: dict) -> dict:
     return out
 
 
-def tools_key(tools) -> str:
-    """A key for a tool set (or any JSON data): its canonical JSON text (hashed by the dict it keys)."""
-    return json.dumps(tools, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+def tools_key(tools) -> bytes | str:
+    """A cache key for a tool set (or any JSON data).
+
+    Its pickle: written by C code, about 8x faster than canonical JSON text (12 µs against 80 µs for 20 tools),
+    which is what makes a cache hit cheap.  Pickle keeps every distinction JSON data has (1, 1.0 and True; key
+    order), so equal keys mean equal data; equal data written in another key order only misses the cache.
+    Data pickle cannot write falls back to canonical JSON text."""
+    try:
+        return pickle.dumps(tools, protocol=5)
+    except Exception:
+        return json.dumps(tools, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def build_rules(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
