@@ -148,13 +148,19 @@ class ArgsBuilder:
         return True
 
     def salvage(self) -> str:
-        """The call was cut short: close what was produced (an unfinished scalar or key is dropped)."""
+        """The call was cut short: close what was produced.
+
+        A typed value cut short (``<arg_value>12`` at the end of the text) is kept as read, typed as far as it
+        goes, as a JSON argument cut short keeps its number: the call is flagged ``truncated`` either way, and
+        dropping the value would lose text the model wrote."""
         if self.mode == "raw":
             if self.scanner is not None and not self.scanner.done and self.sent:
                 return self.scanner.closers()
             return "" if self.sent else "{}"
         if self.mode == "kv":
             out = ""
+            if self.key_ is not None and not self.vsent and self.vmode == "typed" and "".join(self.vbuf).strip():
+                return self.value_end() + "}"
             if self.key_ is not None and self.vsent:
                 if self.vmode == "string":
                     out = '"'
