@@ -53,6 +53,8 @@ class Options:
     api_key: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     max_tools: int = 512
+    max_schema_depth: int = 64
+    max_messages: int = 4096
     max_tokens: int = 4096
     default_max_tokens: int = 512
     max_concurrency: int = 64
@@ -177,7 +179,8 @@ def build(o: Options):
                                 api_key=o.upstream_api_key, notes=notes)
     if template is None:
         template = _model_template(o.tokenizer or o.model)
-    limits = Limits(max_body_bytes=o.max_body_bytes, max_tools=o.max_tools, max_tokens=o.max_tokens,
+    limits = Limits(max_body_bytes=o.max_body_bytes, max_tools=o.max_tools, max_schema_depth=o.max_schema_depth,
+                    max_messages=o.max_messages, max_tokens=o.max_tokens,
                     default_max_tokens=o.default_max_tokens, max_concurrency=o.max_concurrency,
                     request_timeout=o.request_timeout)
     names = tuple(dict.fromkeys([engine.info.id, *o.served_model_name]))

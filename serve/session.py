@@ -34,6 +34,7 @@ class Limits:
 
     max_body_bytes: int = 8 * 1024 * 1024
     max_tools: int = 512
+    max_schema_depth: int = 64          # JSON nesting of one tool's parameters (or a response_format schema)
     max_messages: int = 4096
     max_tokens: int = 4096              # the most a request may ask for
     default_max_tokens: int = 512       # when the request does not say
@@ -119,7 +120,7 @@ def _json_grammar(schema) -> Grammar:
     return Grammar("lark", "start: %json " + json.dumps(schema, ensure_ascii=False), json_schema=schema)
 
 
-def _response_format_grammar(rf) -> Grammar | None:
+def _response_format_grammar(rf, max_depth: int = 64) -> Grammar | None:
     if rf is None or rf.type == "text":
         return None
     if rf.type == "json_object":
@@ -128,7 +129,7 @@ def _response_format_grammar(rf) -> Grammar | None:
     if not isinstance(schema, dict):
         raise APIError(400, "response_format json_schema needs json_schema.schema", param="response_format")
     try:
-        check_schema(schema, "response_format")
+        check_schema(schema, "response_format", max_depth)
     except ConstraintError as e:
         raise APIError(400, str(e), param="response_format.json_schema.schema") from None
     grammar = _json_grammar(schema)
@@ -231,7 +232,7 @@ class ChatSession(_Base):
             params = fn.get("parameters")
             if params is not None:
                 try:
-                    check_schema(params, f"tool {fn['name']!r}")
+                    check_schema(params, f"tool {fn['name']!r}", lim.max_schema_depth)
                 except ConstraintError as e:
                     raise APIError(400, str(e), param=f"tools[{i}].function.parameters",
                                    code="invalid_tool_schema") from None
@@ -253,7 +254,7 @@ class ChatSession(_Base):
         self.has_reasoning = g.reasoning is not None
 
         # the constraint
-        grammar = _response_format_grammar(req.response_format)
+        grammar = _response_format_grammar(req.response_format, self.cfg.limits.max_schema_depth)
         self.json_output = grammar is not None
         if grammar is not None and self.mode in ("required", "named"):
             raise APIError(400, "response_format cannot be combined with tool_choice required or a named tool",
@@ -471,7 +472,7 @@ class CompletionSession(_Base):
         elif req.grammar:
             grammar = Grammar("lark", req.grammar)
         else:
-            grammar = _response_format_grammar(req.response_format)
+            grammar = _response_format_grammar(req.response_format, self.cfg.limits.max_schema_depth)
         self.engine_request = EngineRequest(
             request_id=new_id("req"), prompt=prompt, prompt_ids=ids, grammar=grammar,
             max_tokens=self._max_tokens(req.max_tokens, len(ids) if ids is not None else 0),

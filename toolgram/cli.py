@@ -204,7 +204,10 @@ def _add_serve(sub) -> None:
     s.add_argument("--api-key", default=os.environ.get("TOOLGRAM_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default: $TOOLGRAM_API_KEY; none: open)")
     s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit (413 above)")
-    s.add_argument("--max-tools", type=int, default=512, help="tools per request")
+    s.add_argument("--max-tools", type=int, default=512, help="tools per request (400 above; default 512)")
+    s.add_argument("--max-schema-depth", type=int, default=64,
+                   help="JSON nesting of one tool's parameters schema (400 above; default 64)")
+    s.add_argument("--max-messages", type=int, default=4096, help="messages per request (400 above; default 4096)")
     s.add_argument("--max-tokens", type=int, default=4096, help="the most max_tokens a request may ask")
     s.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request sets none")
     s.add_argument("--max-concurrency", type=int, default=64,
