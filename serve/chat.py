@@ -5,6 +5,8 @@ in ``jinja2.sandbox.ImmutableSandboxedEnvironment``: no access to Python interna
 ``__globals__``, ...), no mutation of the objects it is given.  The globals and filters are those Hugging Face
 templates use (``raise_exception``, ``tojson``, ``strftime_now``).  As vLLM does, assistant tool-call
 ``arguments`` (JSON text on the wire) are turned into dicts before rendering, since templates iterate them.
+Besides what the sandbox refuses, ``*`` and ``**`` may not build values over `MAX_RENDER_ITEMS` (``'x' * 10**10``
+would exhaust memory), and runaway recursion, ranges and overflows are a 400 like any template failure.
 """
 from __future__ import annotations
 
@@ -35,10 +37,28 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+MAX_RENDER_ITEMS = 1_000_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with bounded ``*`` (repetition) and ``**`` (powers)."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**":
+            if isinstance(left, (int, float)) and isinstance(right, int) and abs(right) > 1024 and abs(left) > 1:
+                raise jinja2.exceptions.SecurityError("the power is too large")
+            return left ** right
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_RENDER_ITEMS:
+                raise jinja2.exceptions.SecurityError(f"a repetition over {MAX_RENDER_ITEMS} items")
+        return left * right
+
+
 @lru_cache(maxsize=16)
 def compile_template(source: str) -> jinja2.Template:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now
@@ -98,5 +118,6 @@ def render(template_source: str, messages: list[dict], tools: list[dict] | None 
         raise
     except jinja2.exceptions.SecurityError as e:
         raise TemplateError(f"the chat template tried an unsafe operation: {e}") from None
-    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError,
+            RecursionError, MemoryError) as e:
         raise TemplateError(f"the chat template failed: {type(e).__name__}: {e}") from None
