@@ -146,7 +146,10 @@ def convert(raw: str, types: set[str]) -> str:
     if types & {"object", "array"} and t[:1] in ("{", "["):
         value = _decode_structure(t)
         if value is not None and _json_type(value) in types:
-            return json.dumps(value, ensure_ascii=False)
+            try:
+                return json.dumps(value, ensure_ascii=False)
+            except (ValueError, RecursionError):
+                pass
     return json.dumps(raw, ensure_ascii=False)    # not a value of the allowed types: the text itself
 
 
@@ -156,7 +159,8 @@ def _decode_structure(text: str):
     except (ValueError, RecursionError):
         pass
     from .encodings.literal import literal_to_json
-    out = literal_to_json(text, "python")
-    if out is None:
+    try:
+        out = literal_to_json(text, "python")
+        return None if out is None else json.loads(out)
+    except (ValueError, RecursionError):        # nested deeper than Python's JSON can go: it stays text
         return None
-    return json.loads(out)
