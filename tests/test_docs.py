@@ -31,3 +31,13 @@ def test_readme_commands_are_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for command in block:
         assert command in ci
+
+
+def test_every_linked_image_and_document_exists():
+    """Relative links in README.md and docs/*.md point at files that are in the repository."""
+    for page in [ROOT / "README.md", *DOCS.glob("*.md")]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
