@@ -15,15 +15,15 @@ value ends; a key goes out together with the first piece of its value.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
 
+from .encodings.json_value import json_dumps, json_string
 from .encodings.literal import literal_to_json
 from .schema_values import ToolSchemas, convert, is_string_only
 
 
 def _escape(text: str) -> str:
     """The JSON string body of ``text`` (``json.dumps(text, ensure_ascii=False)`` less its quotes)."""
-    return encode_basestring(text)[1:-1]
+    return json_string(text)[1:-1]
 
 
 class ArgsBuilder:
@@ -56,7 +56,7 @@ class ArgsBuilder:
         head = ", " if self.started else "{"
         self.started = True
         self.vsent = True
-        return head + json.dumps(self.key_, ensure_ascii=False) + ": "
+        return head + json_dumps(self.key_) + ": "
 
     def key(self, key: str) -> str:
         out = self.value_end() if self.key_ is not None else ""
@@ -123,11 +123,11 @@ class ArgsBuilder:
     def _typed_json(raw: str) -> str:
         text = raw.strip()
         try:
-            return json.dumps(json.loads(text), ensure_ascii=False)
+            return json_dumps(json.loads(text))
         except (ValueError, RecursionError):
             pass
         lit = literal_to_json(text, "python")
-        return lit if lit is not None else json.dumps(raw, ensure_ascii=False)
+        return lit if lit is not None else json_dumps(raw)
 
     # -- ending ------------------------------------------------------------------------------
     def finish(self) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 
+from .encodings.json_value import json_dumps
+
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 _JSON_TYPES = {"string", "integer", "number", "boolean", "null", "object", "array"}
@@ -147,10 +149,10 @@ def convert(raw: str, types: set[str]) -> str:
         value = _decode_structure(t)
         if value is not None and _json_type(value) in types:
             try:
-                return json.dumps(value, ensure_ascii=False)
+                return json_dumps(value)
             except (ValueError, RecursionError):
                 pass
-    return json.dumps(raw, ensure_ascii=False)    # not a value of the allowed types: the text itself
+    return json_dumps(raw)    # not a value of the allowed types: the text itself
 
 
 def _decode_structure(text: str):

@@ -1,6 +1,7 @@
-"""Bugs found by the reliability work (issue 7) in code its author does not own (runtime/, compiler/constraint.py):
-each is a minimal failing input, marked ``xfail(strict=True)`` with the reason, so that the fix turns it into
-an XPASS (a failure) and the marker must then be removed.  See docs/reliability.md."""
+"""Bugs found by the reliability work (issue 7: the fuzzers, benchmarks/fuzz_long.py, the hostile-input tests), each
+as its minimal input, fixed in runtime/ or compiler/.  A bug found but not yet fixed is added here marked
+``xfail(strict=True)`` with its reason, so that the fix turns it into an XPASS and the marker must go.
+See docs/reliability.md."""
 import json
 
 import pytest
@@ -51,28 +52,30 @@ def test_deeply_nested_schema_typed_value_is_no_exception():
     assert _rebuilt(g, text, [text[:100], text[100:6000], text[6000:]], ARRAY_TOOL) == corpus.summary(r)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime (literal block re-emission, schema_values): a lone surrogate escape "
-                                       "(\\ud800, 6 ASCII characters a model can write) is decoded and re-emitted "
-                                       "with ensure_ascii=False as a raw surrogate, which cannot be encoded as "
-                                       "UTF-8: the arguments cannot be sent (serve/app.py now escapes it on the "
-                                       "wire; the fix is to re-escape surrogates when re-emitting JSON)")
-@pytest.mark.parametrize("name,text,tools", [
-    ("pythonic", "[f(a='\\ud800')]", None),
-    ("glm47", '<tool_call>f\n<arg_key>o</arg_key>\n<arg_value>{"x": "\\udfff"}</arg_value>\n</tool_call>', ARRAY_TOOL),
+@pytest.mark.parametrize("name,text,tools,args", [
+    ("pythonic", "[f(a='\\ud800')]", None, {"a": "\ud800"}),
+    ("glm47", '<tool_call>f\n<arg_key>o</arg_key>\n<arg_value>{"x": "\\udfff"}</arg_value>\n</tool_call>', ARRAY_TOOL,
+     {"o": {"x": "\udfff"}}),
+    # found by benchmarks/fuzz_long.py (pythonic, a call cut off inside a string holding a surrogate pair escape)
+    ("pythonic", "[get_weather(city='Par\"\\ud83d\\ude00\"", None, {"city": 'Par"\U0001F600"'}),
 ])
-def test_lone_surrogate_escapes_stay_encodable(name, text, tools):
-    r = toolgram.load(name).parse(text, tools)
+def test_lone_surrogate_escapes_stay_encodable(name, text, tools, args):
+    """runtime (literal strings, schema-typed values): a surrogate escape (\\ud800, 6 ASCII characters a model
+    can write) was decoded and re-emitted with ensure_ascii=False as a raw surrogate, which cannot be UTF-8.  It is
+    re-emitted as its escape (a pair of them reads back as the character they encode)."""
+    g = toolgram.load(name)
+    r = g.parse(text, tools, new_id=corpus.counter_ids())
     assert r.tool_calls
     for call in r.tool_calls:
         call.arguments.encode("utf-8")
+    assert json.loads(r.tool_calls[0].arguments) == args
+    assert _rebuilt(g, text, list(text), tools) == corpus.summary(r)
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/constraint.py _json_call: the call object writes any tool name, "
-                                       "also one the grammar's name_pattern refuses when parsing ('a b', "
-                                       "'x<y'), so a constrained model is forced into a call that comes back as "
-                                       "content (serve/session.py now refuses such requests with a 400)")
 @pytest.mark.parametrize("grammar", ["hermes", "llama3_json"])
 def test_constraint_refuses_names_the_parser_refuses(grammar):
+    """compiler/constraint.py _json_call wrote any tool name, also one the grammar's name_pattern refuses when
+    parsing ('a b'), so a constrained model was forced into a call that came back as content."""
     g = toolgram.load(grammar)
     with pytest.raises(toolgram.ConstraintError, match="a b"):
         g.constraint([{"type": "function", "function": {"name": "a b", "parameters": {"type": "object"}}}],

@@ -30,6 +30,25 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 _ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 _WORDS = ("true", "false", "null")
 _CONTROL = {chr(i): json.dumps(chr(i))[1:-1] for i in range(0x20)}   # raw control character -> its escape
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(out: str) -> str:
+    # a lone surrogate (what the 6 ASCII characters "\ud800" decode to) cannot be UTF-8: JSON text re-emitted
+    # by toolgram keeps it as its escape, which reads back as the same string
+    if out.isascii() or _SURROGATE.search(out) is None:
+        return out
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), out)
+
+
+def json_string(text: str) -> str:
+    """``text`` as a JSON string (quotes included), non-ASCII as is, lone surrogates escaped."""
+    return _escape_surrogates(json.encoder.encode_basestring(text))
+
+
+def json_dumps(value) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, lone surrogates escaped (always encodable as UTF-8)."""
+    return _escape_surrogates(json.dumps(value, ensure_ascii=False))
 
 
 def _refuse_constant(name: str):

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from json.encoder import encode_basestring as _json_string
 
-from .json_value import DONE, ERROR, MORE
+from .json_value import DONE, ERROR, MORE, json_string
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUM_RUN = re.compile(r"[0-9A-Za-z_.]+")
@@ -145,7 +144,7 @@ class LiteralValue:
                 else:
                     if st == _NUM_KEY and _number_json(text) is None:
                         return pos, ERROR
-                    self.held += _json_string(text)
+                    self.held += json_string(text)
                     self.state = _COLON
                 if self.state == _END:
                     return pos, DONE
@@ -284,7 +283,7 @@ class LiteralValue:
                 if buf.startswith(q, pos):
                     pos += len(q)
                     if key:
-                        self.held += _json_string("".join(self.key))
+                        self.held += json_string("".join(self.key))
                         self.key = acc = []
                         self.state = _COLON
                     else:
@@ -326,7 +325,7 @@ class LiteralValue:
             text = "".join(acc)
             acc.clear()
             if text:
-                self._out(_json_string(text)[1:-1])
+                self._out(json_string(text)[1:-1])
 
 
 def literal_to_json(text: str, syntax: str = "python") -> str | None:
