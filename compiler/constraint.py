@@ -147,12 +147,23 @@ def grammar_ir(g: CompiledGrammar) -> tuple[dict, dict]:
     return rules, terms
 
 
+_STOPS: dict = {}
+
+
 def text_stops(g: CompiledGrammar, terminal: str) -> tuple:
+    """The markers that end a text terminal, longest first (the same for every request: kept per grammar)."""
+    hit = _STOPS.get((id(g), terminal))
+    if hit is not None and hit[0] is g:
+        return hit[1]
     stops = set()
     for lex in g.tables.lexers:
         if lex.text == terminal:
             stops.update(lex.stops)
-    return tuple(sorted(stops, key=lambda x: (-len(x), x)))
+    out = tuple(sorted(stops, key=lambda x: (-len(x), x)))
+    if len(_STOPS) > 4096:
+        _STOPS.clear()
+    _STOPS[(id(g), terminal)] = (g, out)
+    return out
 
 
 # -- the builder ----------------------------------------------------------------------------
@@ -172,6 +183,7 @@ class _Builder:
         self.content_ok = mode in ("auto", "none")
         self.out: dict[str, Node] = {}
         self._can: dict[str, bool] = {}
+        self._plain: dict[str, Node | None] = {}
         self.call_rule = g.call_rule
         # the call rule, and every alternative named after it (``-> call``), is one form of a call
         self.call_rules = [r for r in self.rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
@@ -179,6 +191,14 @@ class _Builder:
 
     # -- leaves --------------------------------------------------------------------------------
     def _plain_tok(self, name: str) -> Node:
+        """A terminal that does not depend on the tool (nodes are immutable: one is shared by every tool)."""
+        try:
+            return self._plain[name]
+        except KeyError:
+            node = self._plain[name] = self._make_plain_tok(name)
+            return node
+
+    def _make_plain_tok(self, name: str) -> Node:
         spec = self.specs.get(name)
         if spec is None:
             raise ConstraintError(f"grammar {self.g.name}: unknown terminal {name}")
@@ -230,6 +250,9 @@ class _Builder:
 
     def _json_call(self, spec, tool: dict) -> Node:
         """The call object: name and arguments keys (any accepted spelling, either order), JSON spacing."""
+        if not re.fullmatch(self.g.policies["name_pattern"], tool["name"]):
+            # JSON could write any name, but a call the parser refuses would come back as content
+            raise ConstraintError(f"tool {tool['name']!r}: the name cannot be read back in grammar {self.g.name!r}")
         ws = Regex(JSON_WS)
         names = spec.options.get("name_keys") or ["name"]
         arg_keys = spec.options.get("arguments_keys") or ["arguments", "parameters"]

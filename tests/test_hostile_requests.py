@@ -353,3 +353,24 @@ def _streamed(g, text):
         p.feed(text[i:i + 3])
     p.close()
     return p.result
+
+
+@pytest.mark.parametrize("bad", [
+    tool("not_tool", {"type": "object", "properties": {"a": {"type": "string", "not": {"const": "x"}}}}),
+    tool("a b", {"type": "object"}),
+    tool("remote_ref", {"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}),
+], ids=["keyword", "name", "remote_ref"])
+def test_a_constraint_that_cannot_be_built_is_a_400_naming_the_tool(plain, bad):
+    good = tool("fine", {"type": "object", "properties": {"x": {"type": "integer"}}})
+    name = bad["function"]["name"]
+    for choice in ("required", {"type": "function", "function": {"name": name}}):
+        r = httpx.post(plain.url + "/chat/completions",
+                       json=chat(plain.model, tools=[good, bad], tool_choice=choice), timeout=30)
+        err = check_error(r, 400)
+        assert repr(name) in err["message"] and err["param"].startswith("tools"), err
+    # the other tool alone is served
+    r = httpx.post(plain.url + "/chat/completions", json=chat(plain.model, tools=[good, bad], max_tokens=8,
+                                                              tool_choice={"type": "function",
+                                                                           "function": {"name": "fine"}}),
+                   timeout=60)
+    assert r.status_code == 200, r.text[:300]
