@@ -14,6 +14,8 @@ one random split (and 1-character deltas for one input in eight).  Workers run a
 batches with fresh seeds, and a failing batch is recorded (its shrunk example) and the run goes on.
 
 Output: a table (``--markdown`` for docs/reliability.md) and ``--out FILE`` (JSON with every failure).
+``--merge A.json B.json ...`` prints the table of several ``--out`` files together (runs split in chunks, e.g.
+one process per grammar and seed, summed per grammar).
 """
 from __future__ import annotations
 
@@ -146,6 +148,38 @@ def _worker(args):
     return run_grammar(*args)
 
 
+def _merge(paths: list[str], markdown: bool) -> int:
+    per: dict = {}
+    for path in paths:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        for r in d["results"]:
+            m = per.setdefault(r["grammar"], {"grammar": r["grammar"], "inputs": 0, "with_calls": 0, "skipped_known": 0,
+                                              "failures": [], "families": {}, "seconds": 0.0, "runs": 0})
+            for k in ("inputs", "with_calls", "skipped_known", "seconds"):
+                m[k] += r[k]
+            m["failures"] += r["failures"]
+            m["runs"] += 1
+            for k, v in r["families"].items():
+                m["families"][k] = m["families"].get(k, 0) + v
+    results = sorted(per.values(), key=lambda r: r["grammar"])
+    total = sum(r["inputs"] for r in results)
+    failures = sum(len(r["failures"]) for r in results)
+    if markdown:
+        print("| grammar | inputs checked | of which with calls | pieces / arguments / marker-free / mutations "
+              "| runs | failures | CPU s |")
+        print("|---|---|---|---|---|---|---|")
+        for r in results:
+            fam = " / ".join(f"{r['families'].get(k, 0):,}" for k in ("pieces", "arguments", "marker-free", "mutations"))
+            print(f"| {r['grammar']} | {r['inputs']:,} | {r['with_calls']:,} | {fam} | {r['runs']} "
+                  f"| {len(r['failures'])} | {r['seconds']:,.0f} |")
+        print(f"\n{total:,} inputs in {len(paths)} runs, {failures} failures.")
+    else:
+        for r in results:
+            print(f"{r['grammar']:14} {r['inputs']:>8} inputs in {r['runs']} runs  {len(r['failures'])} failures")
+        print(f"total {total} inputs, {failures} failures")
+    return 1 if failures else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inputs", type=int, default=100_000, help="inputs per grammar (default 100000)")
@@ -154,7 +188,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", help="write the figures and every failure as JSON")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only print the table of these --out files, summed")
     args = ap.parse_args(argv)
+    if args.merge:
+        return _merge(args.merge, args.markdown)
     import toolgram
     names = args.grammars.split(",") if args.grammars else toolgram.grammars()
     t0 = time.perf_counter()
