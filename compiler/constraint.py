@@ -645,9 +645,11 @@ def _no_adjacent_text(node: Node) -> Node:
     """Rewrite loops like ``(TEXT | call)*`` so that two text lexemes never meet: a marker excluded from
     each could otherwise be spelled across the boundary of two of them."""
     if isinstance(node, Seq):
-        return seq(*[_no_adjacent_text(x) for x in node.items])
+        items = [_no_adjacent_text(x) for x in node.items]
+        return node if _same(items, node.items) else seq(*items)
     if isinstance(node, Alt):
-        return alt(*[_no_adjacent_text(x) for x in node.options])
+        options = [_no_adjacent_text(x) for x in node.options]
+        return node if _same(options, node.options) else alt(*options)
     if isinstance(node, Rep):
         item = _no_adjacent_text(node.item)
         options = item.options if isinstance(item, Alt) else (item,)
@@ -658,8 +660,13 @@ def _no_adjacent_text(node: Node) -> Node:
             if not others:
                 return opt(text)
             return seq(Rep(seq(opt(text), alt(*others)), node.lo, None), opt(text))
-        return Rep(item, node.lo, node.hi)
+        return node if item is node.item else Rep(item, node.lo, node.hi)
     return node
+
+
+def _same(new: list, old) -> bool:
+    """Whether a rewrite changed none of these nodes (then the node itself is kept: nodes are immutable)."""
+    return all(a is b for a, b in zip(new, old))
 
 
 class _LazyHeads:
@@ -745,11 +752,13 @@ class _LazyHeads:
                         continue
                 out.append(x)
                 i += 1
-            return seq(*out)
+            return node if len(out) == len(node.items) and _same(out, node.items) else seq(*out)
         if isinstance(node, Alt):
-            return alt(*[self.rewrite(x) for x in node.options])
+            options = [self.rewrite(x) for x in node.options]
+            return node if _same(options, node.options) else alt(*options)
         if isinstance(node, Rep):
-            return Rep(self.rewrite(node.item), node.lo, node.hi)
+            item = self.rewrite(node.item)
+            return node if item is node.item else Rep(item, node.lo, node.hi)
         return node
 
     def lazy(self, text: Text, nxt: Node):
