@@ -149,6 +149,7 @@ class LarkWriter(_Writer):
         self.dialect = dialect
         self.tokens = tokens or {}
         self.terms: dict = {}
+        self._lits: dict[str, str] = {}        # literal -> its text (the same markers recur in every tool)
 
     def empty(self) -> str:
         return ""
@@ -157,6 +158,12 @@ class LarkWriter(_Writer):
         return name
 
     def lit(self, text: str) -> str:
+        out = self._lits.get(text)
+        if out is None:
+            out = self._lits[text] = self._lit(text)
+        return out
+
+    def _lit(self, text: str) -> str:
         pieces = _split_tokens(text, self.tokens)
         out = [f"<[{p}]>" if isinstance(p, int) else lark_string(p) for p in pieces]
         if not out:
