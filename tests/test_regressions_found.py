@@ -82,10 +82,19 @@ def test_constraint_refuses_names_the_parser_refuses(grammar):
                      "required")
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/encodings/literal.py: '(' is emitted as '[' at once, so a parenthesised "
-                                       "value '(1)' (in Python the value 1; a tuple needs a comma) reads as the "
-                                       "list [1]; the fix must hold '(' back until a comma or its ')' decides. "
-                                       "Found by tests/test_hostile_requests.py (pythonic arguments)")
 def test_parenthesised_pythonic_value_is_not_a_tuple():
+    """'(1)' is the value 1 in Python (a tuple needs a comma), as the literal block now reads it: a group's output
+    is held until its first comma or its ')'.  Found by tests/test_hostile_requests.py (pythonic arguments)."""
     g = toolgram.load("pythonic")
-    assert json.loads(g.parse("[f(a=(1), b=(1,), c=())]").tool_calls[0].arguments) == {"a": 1, "b": [1], "c": []}
+    text = "[f(a=(1), b=(1,), c=(), d=((1, 2)), e=((1), (2,)), s=('x'))]"
+    want = {"a": 1, "b": [1], "c": [], "d": [1, 2], "e": [1, [2]], "s": "x"}
+    assert json.loads(g.parse(text).tool_calls[0].arguments) == want
+    p = g.stream()
+    deltas = [d for ch in text for d in p.feed(ch)] + p.close()
+    streamed = "".join(d["tool_calls"][0]["function"].get("arguments", "") for d in deltas if d.get("tool_calls"))
+    assert json.loads(streamed) == want
+    # cut off inside a group: the call is kept (it committed when its first value started), the group is read
+    # as the value it holds so far
+    for cut, value in (("[f(a=(1", 1), ("[f(a=(", []), ("[f(a=(1, 'x", [1, "x"]), ("[f(a=(('y", "y")):
+        calls = g.parse(cut).tool_calls
+        assert len(calls) == 1 and calls[0].truncated and json.loads(calls[0].arguments) == {"a": value}, cut

@@ -8,6 +8,10 @@ out whole; keys wait for their value), canonically spaced (``", "`` and ``": "``
 
 A profile (the YAML block options) sets the string delimiters, the words (``True``/``None``...), whether
 dict keys may be bare names, and whether ``(...)`` tuples are arrays.
+
+As in Python, parentheses make a tuple only with a comma (``(1,)``, ``(1, 2)``) or when empty (``()``);
+``(1)`` is the value 1.  What a parenthesis group holds is therefore kept back until its first comma (a tuple:
+``[`` and the held text go out) or its ``)`` (the held text goes out alone).
 """
 from __future__ import annotations
 
@@ -73,7 +77,7 @@ def _number_json(text: str) -> str | None:
 class LiteralValue:
     """Scans one literal value and emits it as closable-prefix JSON through ``emit``."""
 
-    __slots__ = ("emit", "p", "state", "stack", "held", "scalar", "quote", "key", "_started")
+    __slots__ = ("emit", "p", "state", "stack", "held", "scalar", "quote", "key", "_started", "groups", "open_at")
 
     def __init__(self, emit, prof: dict):
         self.emit = emit
@@ -85,12 +89,26 @@ class LiteralValue:
         self.quote = ""
         self.key: list[str] = []
         self._started = False
+        self.groups: list[list[str]] = []        # output held by each undecided parenthesis group
+        self.open_at: list[int] = []             # the stack depth of each undecided group
 
     def _out(self, text: str) -> None:
         if self.held:
             text, self.held = self.held + text, ""
-        if text and self.emit is not None:
+        if not text:
+            return
+        if self.groups:
+            self.groups[-1].append(text)
+        elif self.emit is not None:
             self.emit(text)
+
+    def _undecided(self) -> bool:
+        return bool(self.open_at) and self.open_at[-1] == len(self.stack)
+
+    def _group_is_tuple(self) -> None:
+        """A comma in an undecided group: it is a tuple, an array."""
+        self.open_at.pop()
+        self._out("[" + "".join(self.groups.pop()))
 
     def _after_value(self) -> None:
         self.state = _AFTER if self.stack else _END
@@ -100,8 +118,18 @@ class LiteralValue:
         return self.state == _END
 
     def closers(self) -> str:
-        tail = '"' if self.state == _STRING else ""
-        return tail + "".join(out for _, out in reversed(self.stack))
+        """What closes the output so far (a string, open arrays and objects) into valid JSON.  A parenthesis
+        group cut off before its comma is read as the value it holds (as if its ``)`` came; ``[]`` if it holds
+        nothing yet), so the output it held comes out here."""
+        text = '"' if self.state == _STRING else ""
+        groups, opens = list(self.groups), list(self.open_at)
+        for depth in range(len(self.stack), 0, -1):
+            if opens and opens[-1] == depth:
+                opens.pop()
+                text = "".join(groups.pop()) + text or "[]"
+            else:
+                text += self.stack[depth - 1][1]
+        return text
 
     def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
         n = len(buf)
@@ -159,6 +187,8 @@ class LiteralValue:
                 return pos, DONE
             if st == _AFTER:
                 if c == ",":
+                    if self._undecided():
+                        self._group_is_tuple()
                     self.held += ", "
                     self.state = _OBJ_NEXT if self.stack[-1][1] == "}" else _ARR_NEXT
                     pos += 1
@@ -225,9 +255,18 @@ class LiteralValue:
                 self.stack.append(("}", "}"))
                 self.state = _OBJ_FIRST
                 pos += 1
-            elif c == "[" or (c == "(" and p["tuples"]):
+            elif c == "[":
                 self._out("[")
-                self.stack.append(("]" if c == "[" else ")", "]"))
+                self.stack.append(("]", "]"))
+                self.state = _ARR_FIRST
+                pos += 1
+            elif c == "(" and p["tuples"]:
+                self._out("")                   # what leads to the value (a key, a comma) is not held with it
+                if not self.groups and self.emit is not None:
+                    self.emit("")               # the value has started (a call whose arguments start commits)
+                self.stack.append((")", "]"))
+                self.groups.append([])
+                self.open_at.append(len(self.stack))
                 self.state = _ARR_FIRST
                 pos += 1
             elif c in "-+.0123456789":
@@ -248,8 +287,14 @@ class LiteralValue:
         return "", False
 
     def _close(self) -> None:
-        _, out = self.stack.pop()
-        self._out(out)
+        if self._undecided():                   # "(x)" is x; "()" is the empty tuple
+            self.open_at.pop()
+            held = "".join(self.groups.pop())
+            self.stack.pop()
+            self._out(held or "[]")
+        else:
+            _, out = self.stack.pop()
+            self._out(out)
         self._after_value()
 
     def _string(self, buf: str, pos: int, n: int, eof: bool):
