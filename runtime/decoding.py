@@ -206,6 +206,7 @@ class Decoder:
         if top_p < 1.0:
             sorted_p, idx = torch.sort(probs, descending=True, dim=-1)
             keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < top_p
+            keep[..., 0] = True       # the most likely token always (a top_p below float32's least value kept none)
             sorted_p = sorted_p * keep
             probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
             probs = probs / probs.sum(dim=-1, keepdim=True)

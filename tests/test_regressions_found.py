@@ -98,3 +98,24 @@ def test_parenthesised_pythonic_value_is_not_a_tuple():
     for cut, value in (("[f(a=(1", 1), ("[f(a=(", []), ("[f(a=(1, 'x", [1, "x"]), ("[f(a=(('y", "y")):
         calls = g.parse(cut).tool_calls
         assert len(calls) == 1 and calls[0].truncated and json.loads(calls[0].arguments) == {"a": value}, cut
+
+
+def test_tiny_top_p_samples_the_most_likely_token():
+    """runtime/decoding.py: a top_p below float32's least positive value (schemathesis sent 5e-324, which the API
+    allows: 0 < top_p <= 1) kept no token, and torch.multinomial on all zeros was a 500.  The most likely token is
+    always kept."""
+    pytest.importorskip("torch")
+    httpx = pytest.importorskip("httpx")
+    import os
+    import tempfile
+    os.environ.setdefault("TOOLGRAM_DEMO_CACHE", os.path.join(tempfile.gettempdir(), "toolgram-test-demo-models"))
+    from toolgram.serve.launch import Server
+    with Server(["--tool-call-parser", "hermes", "--max-tokens", "8"]) as s:
+        model = httpx.get(s.url + "/models").json()["data"][0]["id"]
+        for top_p in (5e-324, 1e-45, 1e-9):
+            for stream in (False, True):
+                r = httpx.post(s.url + "/chat/completions", timeout=60, json={
+                    "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+                    "top_p": top_p, "stream": stream})
+                assert r.status_code == 200, r.text[:300]
+                assert "error" not in r.text, r.text[:300]
