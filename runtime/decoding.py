@@ -200,9 +200,11 @@ class Decoder:
 
     def _sample(self, logits, temperature: float, top_p: float, gen):
         torch = self.torch
-        if temperature <= 0:
+        if temperature <= 1e-6:       # (a subnormal temperature made logits / temperature inf - inf = nan)
             return torch.argmax(logits, dim=-1)
         probs = torch.softmax(logits / temperature, dim=-1)
+        if not bool(torch.isfinite(probs).all()):
+            return torch.argmax(logits, dim=-1)
         if top_p < 1.0:
             sorted_p, idx = torch.sort(probs, descending=True, dim=-1)
             keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < top_p

@@ -100,10 +100,11 @@ def test_parenthesised_pythonic_value_is_not_a_tuple():
         assert len(calls) == 1 and calls[0].truncated and json.loads(calls[0].arguments) == {"a": value}, cut
 
 
-def test_tiny_top_p_samples_the_most_likely_token():
-    """runtime/decoding.py: a top_p below float32's least positive value (schemathesis sent 5e-324, which the API
-    allows: 0 < top_p <= 1) kept no token, and torch.multinomial on all zeros was a 500.  The most likely token is
-    always kept."""
+def test_tiny_top_p_or_temperature_samples():
+    """runtime/decoding.py, found by schemathesis: a top_p below float32's least positive value (5e-324, which the
+    API allows: 0 < top_p <= 1) kept no token, and a subnormal temperature (2.2e-308) made the logits inf - inf =
+    nan; torch.multinomial then failed, a 500.  The most likely token is always kept; a temperature that small is
+    greedy."""
     pytest.importorskip("torch")
     httpx = pytest.importorskip("httpx")
     import os
@@ -112,10 +113,11 @@ def test_tiny_top_p_samples_the_most_likely_token():
     from toolgram.serve.launch import Server
     with Server(["--tool-call-parser", "hermes", "--max-tokens", "8"]) as s:
         model = httpx.get(s.url + "/models").json()["data"][0]["id"]
-        for top_p in (5e-324, 1e-45, 1e-9):
+        for sampling in ({"top_p": 5e-324}, {"top_p": 1e-45}, {"top_p": 1e-9}, {"temperature": 2.2250738585072014e-308},
+                         {"temperature": 5e-324}, {"temperature": 1e-30}, {"temperature": 1e-7, "top_p": 5e-324}):
             for stream in (False, True):
                 r = httpx.post(s.url + "/chat/completions", timeout=60, json={
                     "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-                    "top_p": top_p, "stream": stream})
+                    "stream": stream, **sampling})
                 assert r.status_code == 200, r.text[:300]
                 assert "error" not in r.text, r.text[:300]
