@@ -308,6 +308,34 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             return []
         return [first]
 
+    async def _open_stream(request, kind: str, gen, session, primes: int):
+        """Pull the first ``primes`` events before the response starts (errors there are a plain HTTP error),
+        then stream the rest."""
+        head = []
+        try:
+            for _ in range(primes):
+                head += await _primed(gen)
+        except BaseException:
+            await gen.aclose()
+            _leave()
+            raise
+        return await _stream(request, kind, head, gen, session)
+
+    async def _run_to_end(request, kind: str, pieces, session, started: float) -> None:
+        """A non-streamed request: generate to the end (a client that leaves aborts it), then count it."""
+        async def run():
+            async for _ in pieces:
+                pass
+
+        try:
+            await _watch(request, run())
+        finally:
+            _leave()
+        metrics.requests.labels(kind, "200").inc()
+        metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        metrics.prompt_tokens.inc(session.prompt_tokens)
+        metrics.completion_tokens.inc(session.completion_tokens)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest, request: Request):
         _check_model(req.model)
@@ -329,28 +357,10 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
                     yield _sse(chat_chunk(rid, model, created, None,
                                           usage_=usage(session.prompt_tokens, session.completion_tokens)))
 
-            gen = events()
-            try:
-                first = await _primed(gen)        # the role chunk
-                deltas = await _primed(gen)       # the first generated delta: engine errors surface here
-            except BaseException:
-                await gen.aclose()
-                _leave()
-                raise
-            return await _stream(request, "chat", first + deltas, gen, session)
+            # the role chunk, then the first generated delta: engine errors surface there
+            return await _open_stream(request, "chat", events(), session, primes=2)
 
-        async def run():
-            async for _ in session.deltas():
-                pass
-
-        try:
-            await _watch(request, run())
-        finally:
-            _leave()
-        metrics.requests.labels("chat", "200").inc()
-        metrics.latency.labels("chat").observe(time.perf_counter() - started)
-        metrics.prompt_tokens.inc(session.prompt_tokens)
-        metrics.completion_tokens.inc(session.completion_tokens)
+        await _run_to_end(request, "chat", session.deltas(), session, started)
         return chat_response(rid, model, created, session.message(), session.finish_reason,
                              usage(session.prompt_tokens, session.completion_tokens))
 
@@ -374,27 +384,9 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
                     yield _sse(completion_chunk(rid, model, created, None,
                                                 usage_=usage(session.prompt_tokens, session.completion_tokens)))
 
-            gen = events()
-            try:
-                first = await _primed(gen)
-            except BaseException:
-                await gen.aclose()
-                _leave()
-                raise
-            return await _stream(request, "completions", first, gen, session)
+            return await _open_stream(request, "completions", events(), session, primes=1)
 
-        async def run():
-            async for _ in session.texts():
-                pass
-
-        try:
-            await _watch(request, run())
-        finally:
-            _leave()
-        metrics.requests.labels("completions", "200").inc()
-        metrics.latency.labels("completions").observe(time.perf_counter() - started)
-        metrics.prompt_tokens.inc(session.prompt_tokens)
-        metrics.completion_tokens.inc(session.completion_tokens)
+        await _run_to_end(request, "completions", session.texts(), session, started)
         return {"id": rid, "object": "text_completion", "created": created, "model": model,
                 "choices": [{"index": 0, "text": "".join(session.parts), "logprobs": None,
                              "finish_reason": session.finish_reason}],
