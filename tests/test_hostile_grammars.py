@@ -19,20 +19,10 @@ import pytest
 import toolgram
 from toolgram import corpus
 from toolgram.cli import main
+from test_compiler_errors import GOOD     # the same minimal valid grammar
 
 HERE = Path(__file__).parent / "hostile_grammars"
 FILES = sorted(HERE.glob("*.yaml"))
-GOOD = """\
-name: tiny
-description: a tiny grammar
-lark: |
-  start: (CONTENT | call)*
-  call: "<c>" CALL "</c>"
-terminals:
-  CONTENT: {text: true, role: content}
-  CALL: {block: json_call}
-calls: {rule: call}
-"""
 
 
 def expectation(path: Path):
