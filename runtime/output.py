@@ -110,6 +110,7 @@ class Output:
 
     # -- text ----------------------------------------------------------------------------------
     def content_text(self, text: str) -> None:
+        # `_emit_content` written out in place: this runs for every content delta, the hottest path there is
         if not self.live:
             self.pending.append(("content", text))
             return
