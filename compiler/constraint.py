@@ -21,6 +21,7 @@ import json
 import pickle
 import re
 from dataclasses import dataclass, field
+from operator import is_
 
 from ..runtime.schema_values import types_of
 from .compiled import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
@@ -182,6 +183,7 @@ class _Builder:
         self.max_calls = max_calls
         self.content_ok = mode in ("auto", "none")
         self.out: dict[str, Node] = {}
+        self._args: dict = {}                     # (tool, repetition) -> its argument list (shared by forms)
         self._can: dict[str, bool] = {}
         self._plain: dict[str, Node | None] = {}
         self.call_rule = g.call_rule
@@ -286,7 +288,12 @@ class _Builder:
             return alt(*[self._spec(x, ctx, stack) for x in node.options])
         if isinstance(node, Rep):
             if self.argument and "arg" not in ctx and self._mentions(node.item, self.argument):
-                return self._arguments(node, ctx, stack)
+                # every call form of a tool (``function`` and ``open_function -> function``) holds the same
+                # argument list: build it once per tool (nodes are immutable and may be shared)
+                key = (id(ctx["tool"]), node)
+                if key not in self._args:
+                    self._args[key] = self._arguments(node, ctx, stack)
+                return self._args[key]
             item = self._spec(node.item, ctx, stack)
             if item is None:
                 return EMPTY if node.lo == 0 else None
@@ -603,23 +610,10 @@ class _Builder:
                                   f"{self.mode!r}")
         self.out["tg_start"] = start
         self.out["start"] = Ref("tg_start")
-        return {name: _no_adjacent_text(node) for name, node in _reachable(self.out).items()}
+        return _finish(self.out)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def _refs(node: Node, out: set) -> None:
-    if isinstance(node, Ref):
-        out.add(node.name)
-    elif isinstance(node, Seq):
-        for x in node.items:
-            _refs(x, out)
-    elif isinstance(node, Alt):
-        for x in node.options:
-            _refs(x, out)
-    elif isinstance(node, Rep):
-        _refs(node.item, out)
-
 
 def _empty_ok(arg: dict) -> bool:
     """Whether an argument's value may be the empty text."""
@@ -641,32 +635,44 @@ def _is_text(node: Node) -> bool:
     return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
 
 
-def _no_adjacent_text(node: Node) -> Node:
+def _no_adjacent_text(node: Node, memo: dict, refs: set) -> Node:
     """Rewrite loops like ``(TEXT | call)*`` so that two text lexemes never meet: a marker excluded from
-    each could otherwise be spelled across the boundary of two of them."""
+    each could otherwise be spelled across the boundary of two of them.  Adds the rules ``node`` refers to
+    to ``refs``.
+
+    ``memo`` (id -> (node, result)) rewrites a node shared by several rules once (a tool's argument list is
+    shared by its call forms); it holds the node, so that its id is not reused while the memo lives."""
+    if isinstance(node, Ref):
+        refs.add(node.name)
+        return node
+    if not isinstance(node, (Seq, Alt, Rep)):
+        return node
+    hit = memo.get(id(node))
+    if hit is not None:
+        return hit[1]
     if isinstance(node, Seq):
-        items = [_no_adjacent_text(x) for x in node.items]
-        return node if _same(items, node.items) else seq(*items)
-    if isinstance(node, Alt):
-        options = [_no_adjacent_text(x) for x in node.options]
-        return node if _same(options, node.options) else alt(*options)
-    if isinstance(node, Rep):
-        item = _no_adjacent_text(node.item)
+        items = [_no_adjacent_text(x, memo, refs) for x in node.items]
+        out = node if _same(items, node.items) else seq(*items)
+    elif isinstance(node, Alt):
+        options = [_no_adjacent_text(x, memo, refs) for x in node.options]
+        out = node if _same(options, node.options) else alt(*options)
+    else:
+        item = _no_adjacent_text(node.item, memo, refs)
         options = item.options if isinstance(item, Alt) else (item,)
         texts = [o for o in options if _is_text(o)]
         if texts and node.hi is None:
             text = texts[0].item if isinstance(texts[0], Rep) else texts[0]
             others = [o for o in options if not _is_text(o)]
-            if not others:
-                return opt(text)
-            return seq(Rep(seq(opt(text), alt(*others)), node.lo, None), opt(text))
-        return node if item is node.item else Rep(item, node.lo, node.hi)
-    return node
+            out = opt(text) if not others else seq(Rep(seq(opt(text), alt(*others)), node.lo, None), opt(text))
+        else:
+            out = node if item is node.item else Rep(item, node.lo, node.hi)
+    memo[id(node)] = (node, out)
+    return out
 
 
 def _same(new: list, old) -> bool:
     """Whether a rewrite changed none of these nodes (then the node itself is kept: nodes are immutable)."""
-    return all(a is b for a, b in zip(new, old))
+    return all(map(is_, new, old))
 
 
 class _LazyHeads:
@@ -678,6 +684,7 @@ class _LazyHeads:
         self.rules = rules
         self.tokens = tokens
         self.derived: dict = {}
+        self.done: dict = {}
 
     def first(self, node: Node, seen=frozenset()) -> set | None:
         """Literals every string of ``node`` starts with (None: something else may come first)."""
@@ -739,6 +746,11 @@ class _LazyHeads:
         return None
 
     def rewrite(self, node: Node) -> Node:
+        if not isinstance(node, (Seq, Alt, Rep)):
+            return node
+        hit = self.done.get(id(node))            # a node shared by several rules is rewritten once
+        if hit is not None:
+            return hit[1]
         if isinstance(node, Seq):
             items = [self.rewrite(x) for x in node.items]
             out, i = [], 0
@@ -752,14 +764,15 @@ class _LazyHeads:
                         continue
                 out.append(x)
                 i += 1
-            return node if len(out) == len(node.items) and _same(out, node.items) else seq(*out)
-        if isinstance(node, Alt):
+            new = node if len(out) == len(node.items) and _same(out, node.items) else seq(*out)
+        elif isinstance(node, Alt):
             options = [self.rewrite(x) for x in node.options]
-            return node if _same(options, node.options) else alt(*options)
-        if isinstance(node, Rep):
+            new = node if _same(options, node.options) else alt(*options)
+        else:
             item = self.rewrite(node.item)
-            return node if item is node.item else Rep(item, node.lo, node.hi)
-        return node
+            new = node if item is node.item else Rep(item, node.lo, node.hi)
+        self.done[id(node)] = (node, new)        # (holding the node keeps its id from being reused)
+        return new
 
     def lazy(self, text: Text, nxt: Node):
         firsts = self.first(nxt)
@@ -784,17 +797,20 @@ def lazy_heads(rules: dict, tokens: dict) -> dict:
     return lh.rules
 
 
-def _reachable(rules: dict) -> dict:
-    keep, todo = set(), ["start"]
+def _finish(rules: dict) -> dict:
+    """The rules reachable from "start" (start first, the others in their order), loops rewritten by
+    `_no_adjacent_text` (one walk does both)."""
+    done: dict = {}
+    memo: dict = {}
+    todo = ["start"]
     while todo:
         name = todo.pop()
-        if name in keep or name not in rules:
+        if name in done or name not in rules:
             continue
-        keep.add(name)
-        found: set = set()
-        _refs(rules[name], found)
-        todo.extend(found - keep)
-    return {"start": rules["start"], **{k: v for k, v in rules.items() if k in keep and k != "start"}}
+        refs: set = set()
+        done[name] = _no_adjacent_text(rules[name], memo, refs)
+        todo.extend(r for r in refs if r not in done)
+    return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
 
 
 def _escape(text: str) -> str:

@@ -75,12 +75,36 @@ class _Writer:
         self.rules = rules
         self.extra: list[str] = []
         self.counter = 0
+        self.written: dict = {}     # (id, top) -> text of a node shared by several rules (and the node)
 
     def fresh(self, base: str) -> str:
         self.counter += 1
         return f"{base}{self.counter}"
 
     def node(self, n: Node, top: bool = False) -> str:
+        if isinstance(n, (Seq, Alt, Rep)):
+            # a node shared by several rules (a tool's argument list, in each of its call forms) is written once
+            hit = self.written.get((id(n), top))
+            if hit is None:
+                hit = self.written[(id(n), top)] = (n, self.compound(n, top))
+            return hit[1]
+        if isinstance(n, Ref):
+            return self.ref(n.name)
+        if isinstance(n, Lit):
+            return self.lit(n.text)
+        if isinstance(n, Regex):
+            return self.regex(n.pattern)
+        if isinstance(n, Json):
+            return self.json(n.schema, n.where)
+        if isinstance(n, Text):
+            return self.text(n)
+        if isinstance(n, Lazy):
+            return self.lazy(n)
+        if isinstance(n, Tok):
+            raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
+        raise ConstraintError(f"internal: unknown node {n!r}")
+
+    def compound(self, n: Node, top: bool) -> str:
         if isinstance(n, Seq):
             if not n.items:
                 return self.empty()
@@ -97,23 +121,7 @@ class _Writer:
             if empty:
                 return f"({text})?"
             return text if top and len(opts) == 1 else "(" + text + ")"
-        if isinstance(n, Rep):
-            return self.rep(n)
-        if isinstance(n, Ref):
-            return self.ref(n.name)
-        if isinstance(n, Lit):
-            return self.lit(n.text)
-        if isinstance(n, Regex):
-            return self.regex(n.pattern)
-        if isinstance(n, Json):
-            return self.json(n.schema, n.where)
-        if isinstance(n, Text):
-            return self.text(n)
-        if isinstance(n, Lazy):
-            return self.lazy(n)
-        if isinstance(n, Tok):
-            raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
-        raise ConstraintError(f"internal: unknown node {n!r}")
+        return self.rep(n)
 
     def rep(self, n: Rep) -> str:
         inner = self.node(n.item)
