@@ -11,7 +11,8 @@
   tool calls): the tag built and compiled by xgrammar 0.2.8 for the same tools (``required``), and
   xgrammar's mask fill over the same tokenizers, stepped the same way.
 
-    python benchmarks/constraints.py [--grammars hermes glm47 ...] [--markdown]
+    python benchmarks/constraints.py [--grammars hermes glm47 ... | all] [--markdown]
+    python benchmarks/constraints.py --build-only --grammars all --markdown    # build and cache hit only
 """
 from __future__ import annotations
 
@@ -196,15 +197,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grammars", nargs="*", default=["hermes", "glm47", "kimi_k2", "qwen3_coder", "pythonic"])
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--build-only", action="store_true", help="build and cache-hit times only (no compile, masks)")
     args = ap.parse_args(argv)
     from toolgram.serve.demo_model import build_tokenizer
+    names = toolgram.grammars() if args.grammars == ["all"] else args.grammars
     rows = []
-    for name in args.grammars:
+    for name in names:
         g = toolgram.load(name)
         row = {"grammar": name}
         for n in (1, 20, 100):
             cold, hot = build_times(name, n)
             row[f"build_{n}_ms"], row[f"cached_{n}_ms"] = cold, hot
+        if args.build_only:
+            rows.append(row)
+            if not args.markdown:
+                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+            continue
         small = build_tokenizer(markers(g))
         row["llg_compile_20_ms"] = llguidance_compile_ms(name, small)
         row["mask4k_median_us"], row["mask4k_p99_us"], row["vocab4k"] = mask_times(name, small)
@@ -221,7 +229,13 @@ def main(argv=None) -> int:
         rows.append(row)
         if not args.markdown:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
-    if args.markdown:
+    if args.markdown and args.build_only:
+        print("| grammar | build 1 / 20 / 100 tools (ms) | cached 20 (ms) |")
+        print("|---|---|---|")
+        for r in rows:
+            print(f"| {r['grammar']} | " + " / ".join(f"{r[f'build_{n}_ms']:.1f}" for n in (1, 20, 100)) +
+                  f" | {r['cached_20_ms']:.3f} |")
+    elif args.markdown:
         def pair(r, a, b, fmt="{:.0f}"):
             return f"{fmt.format(r[a])} / {fmt.format(r[b])}" if a in r else "n/a"
 

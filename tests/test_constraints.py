@@ -134,6 +134,50 @@ def test_many_tools_build_fast_and_cache():
     assert c2 is c1 and time.perf_counter() - t < 0.05
 
 
+@pytest.mark.parametrize("name", ["qwen3_coder", "seed_oss", "deepseek_v4"])
+def test_shared_nodes_write_as_their_copies(name):
+    """A tool's argument list is built once and shared by the grammar's call forms; the passes rewrite and
+    write a shared node once (memo by id).  The text must equal that of the same rules with nothing shared."""
+    from toolgram.compiler.constraint import build_rules, lazy_heads
+    from toolgram.compiler.ebnf import Alt, Rep, Seq
+
+    def fresh(n):                               # the same tree, every compound node a new object
+        if isinstance(n, Seq):
+            return Seq(tuple(fresh(x) for x in n.items))
+        if isinstance(n, Alt):
+            return Alt(tuple(fresh(x) for x in n.options))
+        if isinstance(n, Rep):
+            return Rep(fresh(n.item), n.lo, n.hi)
+        return n
+    from toolgram.compiler.emit import to_gbnf, to_lark
+    g = toolgram.load(name)
+    tok, _ = tokenizer_for(g)
+    tokens = {k: v for k, v in tok.get_vocab().items() if len(k) > 1 and not k.isalnum()}
+    rules, _, _ = build_rules(g.compiled, [WEATHER, TIME], "auto")
+    unshared = {k: fresh(v) for k, v in rules.items()}
+    ids = lambda rs: {id(x) for v in rs.values() for x in (v.items if isinstance(v, Seq) else ())  # noqa: E731
+                      if isinstance(x, (Seq, Alt, Rep))}
+    assert len(ids(unshared)) > len(ids(rules))          # the rules did share nodes
+    assert to_lark(lazy_heads(rules, tokens), "llguidance", tokens) == \
+        to_lark(lazy_heads(unshared, tokens), "llguidance", tokens)
+    assert to_gbnf(rules) == to_gbnf(unshared)
+
+
+def test_benchmark_build_table_runs(capsys):
+    """benchmarks/constraints.py --build-only: the build / cache-hit table the docs quote."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import constraints as bench
+    assert bench.main(["--build-only", "--grammars", "hermes", "qwen3_coder", "--markdown"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| hermes") or
+            line.startswith("| qwen3_coder")]
+    assert len(rows) == 2
+    for row in rows:
+        builds = [float(x) for x in row.split("|")[2].split("/")]
+        assert len(builds) == 3 and all(b > 0 for b in builds) and builds[0] < builds[2]
+
+
 def test_empty_parameters_and_no_parameters():
     tools = [{"type": "function", "function": {"name": "ping"}},
              {"type": "function", "function": {"name": "pong", "parameters": {"type": "object"}}}]
