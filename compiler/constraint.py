@@ -183,7 +183,7 @@ class _Builder:
         self.max_calls = max_calls
         self.content_ok = mode in ("auto", "none")
         self.out: dict[str, Node] = {}
-        self._args: dict = {}                     # (tool, repetition) -> its argument list (shared by forms)
+        self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._can: dict[str, bool] = {}
         self._plain: dict[str, Node | None] = {}
         self.call_rule = g.call_rule
@@ -329,13 +329,13 @@ class _Builder:
         if spec.takes_name:
             return self._name(spec, tool["name"])
         if spec.kind == BLOCK:
-            if spec.block == "json_call":
-                return self._json_call(spec, tool)
             if spec.role == "value":
                 return self._value(spec, ctx)
-            if spec.block == "json":                # the block reads leading whitespace as its own
-                return seq(Regex(JSON_WS), Json.of(_object_schema(tool["parameters"]), f"tool {tool['name']!r}"))
-            raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold a call's arguments")
+            # a tool's arguments block, made once per tool: the call forms share it (written once, as a rule)
+            key = (id(tool), name)
+            if key not in self._args:
+                self._args[key] = self._block(spec, tool)
+            return self._args[key]
         if spec.takes_id:
             return self._id(spec)
         if spec.role == "key":
@@ -348,6 +348,13 @@ class _Builder:
                 return None
             return Lit(spec.literal)
         return self._plain_tok(name)
+
+    def _block(self, spec, tool: dict) -> Node:
+        if spec.block == "json_call":
+            return self._json_call(spec, tool)
+        if spec.block == "json":                    # the block reads leading whitespace as its own
+            return seq(Regex(JSON_WS), Json.of(_object_schema(tool["parameters"]), f"tool {tool['name']!r}"))
+        raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold a call's arguments")
 
     # -- arguments -------------------------------------------------------------------------------
     def _arguments(self, rep: Rep, ctx: dict, stack) -> Node:

