@@ -12,7 +12,11 @@ torch, transformers and llguidance are optional dependencies of toolgram: this m
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+
+
+COMPILED_KEPT = 32          # compiled grammars a Decoder keeps (about 1.4 MB each for 20 tools at a 4k vocabulary)
 
 
 class DecodingError(RuntimeError):
@@ -56,6 +60,7 @@ class Decoder:
         self.vocab = int(getattr(model.config, "vocab_size", len(tokenizer)))
         self.eos = self._eos_ids()
         self._lltok = None
+        self._compiled: OrderedDict = OrderedDict()   # grammar text -> its compiled matcher, never advanced
         self._lock = threading.Lock()
 
     @classmethod
@@ -88,12 +93,23 @@ class Decoder:
         return self._lltok
 
     def matcher(self, grammar: str):
-        """An llguidance matcher for ``grammar`` (raises DecodingError for a grammar it refuses)."""
-        import llguidance
-        m = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
-        if m.is_error():
-            raise DecodingError(f"the constraint does not compile: {m.get_error()}")
-        return m
+        """A fresh llguidance matcher for ``grammar`` (raises DecodingError for a grammar it refuses).
+
+        The compiled matchers of the last `COMPILED_KEPT` grammars are kept and copied (``deep_copy``, about
+        1 µs, where compiling a constraint for 20 tools takes 4–11 ms): a client sends the same tools turn
+        after turn, and a batch often holds the same constraint many times."""
+        template = self._compiled.get(grammar)
+        if template is None:
+            import llguidance
+            template = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
+            if template.is_error():
+                raise DecodingError(f"the constraint does not compile: {template.get_error()}")
+            self._compiled[grammar] = template
+            if len(self._compiled) > COMPILED_KEPT:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(grammar)
+        return template.deep_copy()
 
     # -- text --------------------------------------------------------------------------------------
     def _text(self, s: _Seq) -> str:

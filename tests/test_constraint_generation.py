@@ -70,3 +70,25 @@ def test_random_model_under_constraint(name, mode):
             assert len(r.tool_calls) == 1, where
         if mode == "named":
             assert r.tool_calls[0].name == "get_weather", where
+
+
+def test_matchers_are_compiled_once_and_copied():
+    """The decoder keeps the compiled matcher of a grammar and hands out independent copies; a grammar
+    llguidance refuses is an error every time; the kept set is bounded."""
+    from toolgram.runtime.decoding import COMPILED_KEPT, DecodingError
+    g = toolgram.load("hermes")
+    dec = decoder_for("hermes")
+    c = g.constraint(TOOLS, "required", tokenizer=dec.tokenizer)
+    a, b = dec.matcher(c.text), dec.matcher(c.text)
+    assert a is not b
+    call = dec.tokenizer.encode('<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+                                add_special_tokens=False)
+    assert all(a.consume_token(t) for t in call) and a.is_accepting()
+    assert not b.is_accepting() and b.consume_token(call[0])      # b still at the start: a's steps are a's own
+    assert dec.matcher(c.text).consume_token(call[0])
+    for _ in range(2):
+        with pytest.raises(DecodingError):
+            dec.matcher("start: (")
+    for i in range(COMPILED_KEPT + 3):
+        dec.matcher(f'start: "x{i}"')
+    assert len(dec._compiled) == COMPILED_KEPT
