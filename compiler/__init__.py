@@ -3,6 +3,6 @@
 `registry.load` finds, compiles and caches a grammar; `build.compile_data` is the compilation itself;
 `errors.GrammarError` is what every problem with a grammar file raises.
 """
-from .errors import GrammarError
+from toolgram.compiler.errors import GrammarError
 
 __all__ = ["GrammarError"]

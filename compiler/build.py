@@ -16,13 +16,13 @@ from lark.exceptions import LarkError
 from lark.lexer import Lexer, PatternStr
 from lark.load_grammar import load_grammar
 
-from ..runtime.encodings import OPTIONS, first_chars
-from . import lark_text, schema, tables
-from .compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
+from toolgram.runtime.encodings import OPTIONS, first_chars
+from toolgram.compiler import lark_text, schema, tables
+from toolgram.compiler.compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
                        TerminalSpec)
-from .errors import GrammarError
-from .regexlang import finite_strings
-from .source import MAX_FILE_BYTES, Lines, load_source
+from toolgram.compiler.errors import GrammarError
+from toolgram.compiler.regexlang import finite_strings
+from toolgram.compiler.source import MAX_FILE_BYTES, Lines, load_source
 
 DEFAULT_NAME_PATTERN = r"[^\s\"'<>{}\[\]]{1,256}"
 _ACCUMULATED_MAX = 512

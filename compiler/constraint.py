@@ -23,12 +23,12 @@ import re
 from dataclasses import dataclass, field
 from operator import is_
 
-from ..runtime.schema_values import types_of
-from .compiled import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
-from .ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, read_rules, seq
-from .errors import ConstraintError
-from .regexlang import Unsupported, bounded, render_capture
-from .schema_grammar import SchemaGrammar, check_schema, join
+from toolgram.runtime.schema_values import types_of
+from toolgram.compiler.compiled import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
+from toolgram.compiler.ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, read_rules, seq
+from toolgram.compiler.errors import ConstraintError
+from toolgram.compiler.regexlang import Unsupported, bounded, render_capture
+from toolgram.compiler.schema_grammar import SchemaGrammar, check_schema, join
 
 MODES = ("required", "named", "auto", "none")
 SYNTAXES = ("lark", "gbnf", "structural_tag")
@@ -445,7 +445,7 @@ class _Builder:
         if spec.kind == BLOCK and spec.block == "json":
             return seq(Regex(JSON_WS), Json.of(_with_defs(sub, root), where))
         if spec.kind == BLOCK and spec.block == "literal":
-            from ..runtime.encodings.literal import profile
+            from toolgram.runtime.encodings.literal import profile
             prof = profile(spec.options)
             quote = prof["quotes"][0]
             gen = SchemaGrammar(root, "python" if spec.options.get("syntax", "python") == "python" else "relaxed",
@@ -470,7 +470,7 @@ class _Builder:
         pad = Rep(Regex(r"[ \t\r\n]"), 0, 2)         # typed values are read with surrounding whitespace
         if non_string & {"object", "array"} and arg["type"] == "json" and spec.arg_type is None:
             # structured values may also be written as Python literals ({'a': (1, 2)}), which the parser reads
-            from ..runtime.encodings.literal import PYTHON
+            from toolgram.runtime.encodings.literal import PYTHON
             gen = SchemaGrammar(root, "python", words=PYTHON["words"], where=f"tool {tool!r} parameter "
                                 f"{arg['key']!r}", prefix=f"tg_{_slug(tool)}_{_slug(arg['key'] or 'free')}")
             try:
@@ -821,7 +821,7 @@ def _finish(rules: dict) -> dict:
 
 
 def _escape(text: str) -> str:
-    from .regexlang import regex_char
+    from toolgram.compiler.regexlang import regex_char
     return "".join(regex_char(ord(c)) for c in text)
 
 
@@ -834,7 +834,7 @@ def _xml(text: str) -> str:
 
 
 def _resolve(schema, root):
-    from ..runtime.schema_values import resolve
+    from toolgram.runtime.schema_values import resolve
     return resolve(schema, root)
 
 
@@ -924,7 +924,7 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
                      reasoning: bool = True, max_reasoning: int | None = None,
                      max_calls: int | None = None) -> Constraint:
     """`Grammar.constraint`; results are cached by grammar, tool set and options."""
-    from .emit import to_gbnf, to_lark, to_structural_tag
+    from toolgram.compiler.emit import to_gbnf, to_lark, to_structural_tag
     if syntax not in SYNTAXES:
         raise ConstraintError(f"syntax must be one of {', '.join(SYNTAXES)}, not {syntax!r}")
     if dialect not in ("llguidance", "xgrammar"):

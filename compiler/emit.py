@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
-from .ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
-from .errors import ConstraintError
-from .regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
-from .schema_grammar import json_rules
+from toolgram.compiler.ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
+from toolgram.compiler.errors import ConstraintError
+from toolgram.compiler.regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
+from toolgram.compiler.schema_grammar import json_rules
 
 _XG = {"whitespace_pattern": "[ \\t\\r\\n]{0,6}"}     # JSON spacing as models write it, in bounded runs
 

@@ -15,9 +15,9 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .build import compile_data, read, reasoning_spec
-from .compiled import CompiledGrammar, ReasoningSpec
-from .errors import GrammarError
+from toolgram.compiler.build import compile_data, read, reasoning_spec
+from toolgram.compiler.compiled import CompiledGrammar, ReasoningSpec
+from toolgram.compiler.errors import GrammarError
 
 _CACHE_VERSION = "7"
 DEFAULT = object()

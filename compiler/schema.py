@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jsonschema
 
-from .source import Lines
+from toolgram.compiler.source import Lines
 
 ROLES = ["markup", "content", "reasoning", "key", "value"]
 ENCODINGS = ["json", "json_call", "literal"]

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 
-from .encodings.json_value import json_dumps, json_string
-from .encodings.literal import literal_to_json
-from .schema_values import ToolSchemas, convert, is_string_only
+from toolgram.runtime.encodings.json_value import json_dumps, json_string
+from toolgram.runtime.encodings.literal import literal_to_json
+from toolgram.runtime.schema_values import ToolSchemas, convert, is_string_only
 
 
 def _escape(text: str) -> str:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import re
 
-from .arguments import ArgsBuilder
-from .schema_values import ToolSchemas
-from .types import Call, ParseResult
+from toolgram.runtime.arguments import ArgsBuilder
+from toolgram.runtime.schema_values import ToolSchemas
+from toolgram.runtime.types import Call, ParseResult
 
 
 def random_call_id() -> str:

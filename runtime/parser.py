@@ -17,12 +17,12 @@ content could be read (a *safe* state), the uncommitted text of the broken regio
 """
 from __future__ import annotations
 
-from ..compiler.compiled import CompiledGrammar
-from .encodings import new_scanner
-from .encodings.json_value import DONE, ERROR, MORE
-from .output import Output
-from .schema_values import ToolSchemas
-from .textfilter import TextFilter, strip_text, unescape_xml
+from toolgram.compiler.compiled import CompiledGrammar
+from toolgram.runtime.encodings import new_scanner
+from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE
+from toolgram.runtime.output import Output
+from toolgram.runtime.schema_values import ToolSchemas
+from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml
 
 _TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
 _END = "$END"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from .encodings.json_value import json_dumps
+from toolgram.runtime.encodings.json_value import json_dumps
 
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
@@ -160,7 +160,7 @@ def _decode_structure(text: str):
         return json.loads(text)
     except (ValueError, RecursionError):
         pass
-    from .encodings.literal import literal_to_json
+    from toolgram.runtime.encodings.literal import literal_to_json
     try:
         out = literal_to_json(text, "python")
         return None if out is None else json.loads(out)

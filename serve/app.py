@@ -25,9 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .protocol import (APIError, ChatCompletionRequest, CompletionRequest, chat_chunk, chat_response,
+from toolgram.serve.protocol import (APIError, ChatCompletionRequest, CompletionRequest, chat_chunk, chat_response,
                        completion_chunk, error_body, new_id, now, usage)
-from .session import ChatSession, CompletionSession, ServeConfig
+from toolgram.serve.session import ChatSession, CompletionSession, ServeConfig
 
 log = logging.getLogger("toolgram.serve")
 

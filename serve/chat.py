@@ -17,7 +17,7 @@ from functools import lru_cache
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .protocol import APIError
+from toolgram.serve.protocol import APIError
 
 
 class TemplateError(APIError):

@@ -76,7 +76,7 @@ def _model_names(model: str | None) -> list[str]:
 def choose_grammar(o: Options):
     """The toolgram.Grammar for these options (raises ServeError listing the grammars when none fits)."""
     import toolgram
-    from ..compiler import registry
+    from toolgram.compiler import registry
     names = list(o.served_model_name) + _model_names(o.model)
     if o.reasoning_parser:
         reasoning = None if o.reasoning_parser.lower() == "none" else o.reasoning_parser
@@ -105,9 +105,9 @@ def choose_grammar(o: Options):
 
 def build(o: Options):
     """(ServeConfig, api_key) for these options; engines are created, not started."""
-    from .engines.base import Engine
-    from .metrics import Metrics
-    from .session import Limits, ServeConfig
+    from toolgram.serve.engines.base import Engine
+    from toolgram.serve.metrics import Metrics
+    from toolgram.serve.session import Limits, ServeConfig
     if o.engine not in ENGINES:
         raise ServeError(f"--engine must be one of {', '.join(ENGINES)}")
     g = choose_grammar(o)
@@ -124,8 +124,8 @@ def build(o: Options):
     eos_bias = o.eos_bias
     engine: Engine
     if o.engine == "cpu":
-        from . import demo_model
-        from .engines.cpu import CPUEngine
+        from toolgram.serve import demo_model
+        from toolgram.serve.engines.cpu import CPUEngine
         path = o.model
         if path is None:
             path = str(demo_model.for_grammar(g))
@@ -146,11 +146,11 @@ def build(o: Options):
                 template = demo_model.SERVE_TEMPLATE
         engine = CPUEngine(path, model_id=model_id, eos_bias=eos_bias or 0.0, threads=o.threads, notes=notes)
     elif o.engine == "vllm":
-        from .engines.vllm import VLLMEngine
+        from toolgram.serve.engines.vllm import VLLMEngine
         if not o.model:
             raise ServeError("the vllm engine needs --model (a local model directory or a model name vLLM can load)")
         model_id = (o.served_model_name or [None])[0] or o.model
-        from . import demo_model
+        from toolgram.serve import demo_model
         if Path(o.model).is_dir() and demo_model.is_demo(o.model):
             notes["demo"] = "RANDOM WEIGHTS: a toolgram demo model"
             if template is None:
@@ -160,14 +160,14 @@ def build(o: Options):
         engine = VLLMEngine(o.model, model_id=model_id, max_model_len=o.max_model_len, dtype=o.vllm_dtype,
                             engine_kwargs=o.vllm_args, notes=notes)
     else:
-        from .engines.upstream import UpstreamEngine
+        from toolgram.serve.engines.upstream import UpstreamEngine
         if not o.upstream:
             raise ServeError("the upstream engine needs --upstream URL (repeat it for several)")
         tok = o.tokenizer or o.model
         if tok is None or not Path(tok).is_dir():
             raise ServeError("the upstream engine needs --model (or --tokenizer): a local directory with the "
                              "model's tokenizer and chat template, to render prompts and write constraints")
-        from . import demo_model
+        from toolgram.serve import demo_model
         if demo_model.is_demo(tok):
             notes["demo"] = "RANDOM WEIGHTS: the upstream serves a toolgram demo model"
             if template is None:
@@ -215,7 +215,7 @@ def run(o: Options) -> int:
     if o.try_:
         return try_request(o)
     import uvicorn
-    from .app import create_app
+    from toolgram.serve.app import create_app
     logging.basicConfig(level=getattr(logging, o.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, api_key = build(o)
@@ -251,7 +251,7 @@ def try_request(o: Options) -> int:
     import jsonschema
     import openai
     import uvicorn
-    from .app import create_app
+    from toolgram.serve.app import create_app
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg, api_key = build(o)
     server = uvicorn.Server(uvicorn.Config(create_app(cfg, api_key=api_key), host="127.0.0.1", port=0,

@@ -21,11 +21,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from ..compiler.errors import ConstraintError
-from ..compiler.schema_grammar import check_schema
-from . import chat
-from .engines.base import EngineRequest, Grammar
-from .protocol import APIError, ChatCompletionRequest, CompletionRequest, new_id
+from toolgram.compiler.errors import ConstraintError
+from toolgram.compiler.schema_grammar import check_schema
+from toolgram.serve import chat
+from toolgram.serve.engines.base import EngineRequest, Grammar
+from toolgram.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, new_id
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 See docs/grammar-format.md for the grammar files and README.md for the command line.
 """
-from .api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
-from .compiler.constraint import Constraint
-from .compiler.errors import ConstraintError, GrammarError
-from .runtime.parser import StreamingParser
-from .runtime.types import Call as ToolCall, ParseResult
+from toolgram.api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
+from toolgram.compiler.constraint import Constraint
+from toolgram.compiler.errors import ConstraintError, GrammarError
+from toolgram.runtime.parser import StreamingParser
+from toolgram.runtime.types import Call as ToolCall, ParseResult
 
 __version__ = "0.1.0"
 

@@ -6,11 +6,11 @@
 """
 from __future__ import annotations
 
-from .compiler import registry
-from .compiler.compiled import CompiledGrammar
-from .compiler.constraint import Constraint, build_constraint
-from .runtime.parser import StreamingParser
-from .runtime.types import ParseResult
+from toolgram.compiler import registry
+from toolgram.compiler.compiled import CompiledGrammar
+from toolgram.compiler.constraint import Constraint, build_constraint
+from toolgram.runtime.parser import StreamingParser
+from toolgram.runtime.types import ParseResult
 
 
 class Grammar:

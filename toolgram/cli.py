@@ -9,10 +9,10 @@ import json
 import os
 import sys
 
-from . import corpus
-from .api import load
-from .compiler import registry
-from .compiler.errors import GrammarError
+from toolgram import corpus
+from toolgram.api import load
+from toolgram.compiler import registry
+from toolgram.compiler.errors import GrammarError
 
 
 def _read_tools(path: str | None):
@@ -37,10 +37,10 @@ def _reasoning_arg(args):
 
 
 def cmd_compile(args) -> int:
-    from .compiler.build import compile_data, read
+    from toolgram.compiler.build import compile_data, read
     data, lines = read(args.file)
     if data.get("kind") == "reasoning":
-        from .compiler.build import reasoning_spec
+        from toolgram.compiler.build import reasoning_spec
         spec = reasoning_spec(data, lines)
         print(f"{args.file}: reasoning grammar {spec.name!r} OK")
         return 0
@@ -90,7 +90,7 @@ def cmd_parse(args) -> int:
 
 
 def cmd_constraint(args) -> int:
-    from .compiler.errors import ConstraintError
+    from toolgram.compiler.errors import ConstraintError
     g = load(args.name, _reasoning_arg(args))
     tools = _read_tools(args.tools) or []
     choice = args.choice
@@ -147,7 +147,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve.server import Options, ServeError, run
+    from toolgram.serve.server import Options, ServeError, run
     opts = Options(**{k: v for k, v in vars(args).items() if k in Options.__dataclass_fields__})
     try:
         return run(opts)
@@ -158,7 +158,7 @@ def cmd_serve(args) -> int:
 
 def cmd_vllm_plugin_path(args) -> int:
     from pathlib import Path
-    from . import serve                     # (the plugin itself imports vLLM: only vLLM loads it)
+    from toolgram import serve                     # (the plugin itself imports vLLM: only vLLM loads it)
     print((Path(serve.__file__).parent / "vllm_plugin.py").resolve())
     return 0
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from .api import Grammar, load
-from .compiler import registry
+from toolgram.api import Grammar, load
+from toolgram.compiler import registry
 
 
 @dataclass

@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from .api import load
-from .compiler import registry
-from .compiler.compiled import BLOCK
+from toolgram.api import load
+from toolgram.compiler import registry
+from toolgram.compiler.compiled import BLOCK
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
 

@@ -12,8 +12,8 @@ literal       a Python (or relaxed, JS-like) literal converted to JSON: pythonic
 """
 from __future__ import annotations
 
-from .json_call import JsonArgs, JsonCall
-from .literal import LiteralValue, profile
+from toolgram.runtime.encodings.json_call import JsonArgs, JsonCall
+from toolgram.runtime.encodings.literal import LiteralValue, profile
 
 OPTIONS = {
     "json": {"arguments_as_string"},

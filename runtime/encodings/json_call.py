@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from .json_value import DONE, ERROR, MORE, JsonValue
+from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE, JsonValue
 
 _WS = re.compile(r"[ \t\n\r]*")
 _STR_RUN = re.compile(r'[^"\\\x00-\x1f]+')

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 
-from .json_value import DONE, ERROR, MORE, json_string
+from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE, json_string
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUM_RUN = re.compile(r"[0-9A-Za-z_.]+")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from ..protocol import APIError
+from toolgram.serve.protocol import APIError
 
 
 class EngineError(APIError):

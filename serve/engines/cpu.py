@@ -45,9 +45,9 @@ import time
 from pathlib import Path
 from typing import AsyncIterator
 
-from . import cpu_worker
-from .cpu_protocol import Frames, pack
-from .base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
+from toolgram.serve.engines import cpu_worker
+from toolgram.serve.engines.cpu_protocol import Frames, pack
+from toolgram.serve.engines.base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
 
 log = logging.getLogger("toolgram.serve")
 

@@ -48,7 +48,7 @@ import termios
 import threading
 import time
 
-from .cpu_protocol import Frames, pack
+from toolgram.serve.engines.cpu_protocol import Frames, pack
 
 log = logging.getLogger("toolgram.serve.cpu_engine")
 
@@ -156,7 +156,7 @@ class Worker:
 
     # -- one generation ------------------------------------------------------------------------------
     def _generate(self, r: _Request) -> None:
-        from ...runtime.decoding import DecodingError
+        from toolgram.runtime.decoding import DecodingError
         rid = r.rid
         if r.aborted:
             self._finish(("t", rid, "", 0, "abort"), aborted=True)
@@ -235,7 +235,7 @@ def main(sock: socket.socket, model: str, threads: int | None = None, eos_bias: 
     parent = os.getppid()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        from ...runtime.decoding import Decoder
+        from toolgram.runtime.decoding import Decoder
         decoder = Decoder.from_pretrained(model, threads=threads)
         decoder.ll_tokenizer                       # built once, before the first request
         cfg = decoder.model.config

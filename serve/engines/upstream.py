@@ -25,7 +25,7 @@ import logging
 import time
 from typing import AsyncIterator
 
-from .base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
+from toolgram.serve.engines.base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
 
 log = logging.getLogger("toolgram.serve")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import AsyncIterator
 
-from .base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
+from toolgram.serve.engines.base import Engine, EngineDelta, EngineError, EngineRequest, ModelInfo
 
 
 class VLLMEngine(Engine):
