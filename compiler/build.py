@@ -17,10 +17,10 @@ from lark.lexer import Lexer, PatternStr
 from lark.load_grammar import load_grammar
 
 from toolgram.runtime.encodings import OPTIONS, first_chars
-from toolgram.compiler import lark_text, schema, tables
-from toolgram.compiler.compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
+from toolgram.compiler import ebnf, lark_text, schema, tables
+from toolgram.ir import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
                        TerminalSpec)
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 from toolgram.compiler.regexlang import finite_strings
 from toolgram.compiler.source import MAX_FILE_BYTES, Lines, load_source
 
@@ -158,7 +158,7 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
         spec.strip = {True: "whitespace", False: "none"}.get(strip, strip)
         spec.unescape = opts.get("unescape")
         spec.max_length = opts.get("max_length")
-        spec.settle()
+        spec.accumulates = bool(spec.takes_name or spec.takes_id or spec.role == "key")
         if spec.accumulates and spec.max_length is None:
             spec.max_length = _ACCUMULATED_MAX
         if spec.kind == BLOCK and spec.block == "json_call" and (spec.takes_name or spec.role != "markup"):
@@ -319,10 +319,20 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         re.compile(policies["name_pattern"])
     except re.error as e:
         raise lines.error(f"policies.name_pattern: invalid regex: {e}", ("policies", "name_pattern")) from None
+    try:
+        rules, _ = ebnf.read_rules(full, [], aliases=(calls["rule"],))
+        rules_problem = None
+    except ValueError as e:              # (the grammar still parses; only constraints are refused)
+        rules, rules_problem = {}, str(e)
+    stops: dict = {}
+    for lex in built.lexers:
+        if lex.text is not None:
+            stops.setdefault(lex.text, set()).update(lex.stops)
     return CompiledGrammar(
         name=data["name"], description=data["description"].strip(), models=tuple(data.get("models", ())),
         file=lines.file, lark=full, tool_lark=tool_lark, terminals=specs, tables=built,
         call_rule=calls["rule"], region_rule=calls.get("region"), argument_rule=calls.get("argument"),
         policies=policies, reasoning=reasoning, default_reasoning=data.get("reasoning"),
         example=data.get("example", ""), corpus=data.get("corpus"), triggers=trig,
-        has_reasoning_start=lark_text.PLAIN_START in start_states)
+        has_reasoning_start=lark_text.PLAIN_START in start_states, rules=rules, rules_problem=rules_problem,
+        text_stops={t: tuple(sorted(v, key=lambda x: (-len(x), x))) for t, v in stops.items()})

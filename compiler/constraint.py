@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from operator import is_
 
 from toolgram.runtime.schema_values import types_of
-from toolgram.compiler.compiled import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
-from toolgram.compiler.ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, read_rules, seq
-from toolgram.compiler.errors import ConstraintError
+from toolgram.ir import BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar
+from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq
+from toolgram.compiler.ebnf import read_rules
+from toolgram.errors import ConstraintError
 from toolgram.compiler.regexlang import Unsupported, bounded, render_capture
 from toolgram.compiler.schema_grammar import SchemaGrammar, check_schema, join
 
@@ -132,39 +133,18 @@ def _mode(tool_choice, tools: list[dict]) -> tuple[str, str | None]:
     raise ConstraintError(f"invalid tool_choice {tool_choice!r}")
 
 
-# -- grammar IR (per compiled grammar) -------------------------------------------------------
+# -- grammar IR (made at compile time, kept on the compiled grammar) ---------------------------
 
-_IR: dict = {}
-
-
-def grammar_ir(g: CompiledGrammar) -> tuple[dict, dict]:
-    """The rules of the grammar as compiled (reasoning composed), as EBNF nodes."""
-    key = id(g)
-    hit = _IR.get(key)
-    if hit is not None and hit[0] is g:
-        return hit[1], hit[2]
-    rules, terms = read_rules(g.lark, [], aliases=(g.call_rule,))
-    _IR[key] = (g, rules, terms)
-    return rules, terms
-
-
-_STOPS: dict = {}
+def grammar_rules(g: CompiledGrammar) -> dict:
+    """The rules of the grammar as compiled (reasoning composed), as constraint-IR nodes."""
+    if g.rules_problem is not None:
+        raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
+    return g.rules
 
 
 def text_stops(g: CompiledGrammar, terminal: str) -> tuple:
-    """The markers that end a text terminal, longest first (the same for every request: kept per grammar)."""
-    hit = _STOPS.get((id(g), terminal))
-    if hit is not None and hit[0] is g:
-        return hit[1]
-    stops = set()
-    for lex in g.tables.lexers:
-        if lex.text == terminal:
-            stops.update(lex.stops)
-    out = tuple(sorted(stops, key=lambda x: (-len(x), x)))
-    if len(_STOPS) > 4096:
-        _STOPS.clear()
-    _STOPS[(id(g), terminal)] = (g, out)
-    return out
+    """The markers that end a text terminal, longest first."""
+    return g.text_stops.get(terminal, ())
 
 
 # -- the builder ----------------------------------------------------------------------------
@@ -173,7 +153,7 @@ class _Builder:
     def __init__(self, g: CompiledGrammar, tools: list[dict], mode: str, named: str | None, parallel: bool,
                  reasoning: bool, max_reasoning: int | None, max_calls: int | None = None):
         self.g = g
-        self.rules, self.terms = grammar_ir(g)
+        self.rules = grammar_rules(g)
         self.specs = g.terminals
         self.tools = tools if mode != "named" else [t for t in tools if t["name"] == named]
         self.mode = mode

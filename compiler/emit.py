@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from toolgram.compiler.ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
-from toolgram.compiler.errors import ConstraintError
+from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
+from toolgram.errors import ConstraintError
 from toolgram.compiler.regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
 from toolgram.compiler.schema_grammar import json_rules
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from toolgram.compiler.compiled import ReasoningSpec
+from toolgram.ir import ReasoningSpec
 
 TOOL_START = "tg_tool_start"
 REASONING_BLOCK = "tg_reasoning_block"

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from toolgram.compiler.build import compile_data, read, reasoning_spec
-from toolgram.compiler.compiled import CompiledGrammar, ReasoningSpec
-from toolgram.compiler.errors import GrammarError
+from toolgram.ir import CompiledGrammar, ReasoningSpec
+from toolgram.errors import GrammarError
 
 _CACHE_VERSION = "7"
 DEFAULT = object()

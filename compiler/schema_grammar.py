@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import re
 
-from toolgram.compiler.ebnf import EMPTY, Json, Lit, Node, Ref, Regex, Rep, Text, alt, opt, seq
-from toolgram.compiler.errors import ConstraintError
+from toolgram.ir import EMPTY, Json, Lit, Node, Ref, Regex, Rep, Text, alt, opt, seq
+from toolgram.errors import ConstraintError
 
 _SUPPORTED = {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "properties",

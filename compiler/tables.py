@@ -15,7 +15,7 @@ from re import _constants as re_constants, _parser as re_parser
 
 from lark.parsers.lalr_analysis import Shift
 
-from toolgram.compiler.compiled import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
+from toolgram.ir import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
 
 
 def _alternation(literals) -> re.Pattern | None:

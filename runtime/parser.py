@@ -17,7 +17,7 @@ content could be read (a *safe* state), the uncommitted text of the broken regio
 """
 from __future__ import annotations
 
-from toolgram.compiler.compiled import CompiledGrammar
+from toolgram.ir import CompiledGrammar
 from toolgram.runtime.encodings import new_scanner
 from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE
 from toolgram.runtime.output import Output

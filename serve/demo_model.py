@@ -40,7 +40,7 @@ You may call these functions; each is given as its JSON schema.
 def markers_of(g) -> list[str]:
     """A grammar's markers as a model family would have them: its multi-character literal markup (and its
     reasoning block's open and close markers), which the demo tokenizer makes single added tokens."""
-    from toolgram.compiler.compiled import LITERAL
+    from toolgram.ir import LITERAL
     ms = {x for s in g.compiled.terminals.values() if s.kind == LITERAL for x in s.spellings
           if len(x) >= 2 and not x.isalnum() and not x.isspace()}
     r = g.compiled.reasoning

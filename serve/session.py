@@ -21,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from toolgram.compiler.errors import ConstraintError
+from toolgram.errors import ConstraintError
 from toolgram.compiler.schema_grammar import check_schema
 from toolgram.serve import chat
 from toolgram.serve.engines.base import EngineRequest, Grammar

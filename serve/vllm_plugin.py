@@ -25,7 +25,7 @@ import re
 import typing
 
 import toolgram
-from toolgram.compiler.errors import ConstraintError
+from toolgram.errors import ConstraintError
 from vllm.entrypoints.generate.base.protocol import DeltaMessage
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.tool_parsers.abstract_tool_parser import ToolParser, ToolParserManager

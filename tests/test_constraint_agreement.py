@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from toolgram import corpus
-from toolgram.compiler.compiled import LITERAL
+from toolgram.ir import LITERAL
 
 from conftest import ALL_CASES
 from constraint_helpers import accepts, arguments_valid, synthesized_tools, tokenizer_for

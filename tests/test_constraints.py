@@ -157,7 +157,7 @@ def test_shared_nodes_become_rules_with_the_same_language(name):
     in both key orders) is written once, as a rule of its own: the text is smaller, and llguidance accepts
     exactly what it accepts from the same rules written with nothing shared."""
     from toolgram.compiler.constraint import build_rules, lazy_heads
-    from toolgram.compiler.ebnf import Alt, Json, Rep, Seq
+    from toolgram.ir import Alt, Json, Rep, Seq
     from toolgram.compiler.emit import to_gbnf, to_lark
 
     def fresh(n):                               # the same tree, every node a new object

@@ -4,7 +4,7 @@ See docs/grammar-format.md for the grammar files and README.md for the command l
 """
 from toolgram.api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
 from toolgram.compiler.constraint import Constraint
-from toolgram.compiler.errors import ConstraintError, GrammarError
+from toolgram.errors import ConstraintError, GrammarError
 from toolgram.runtime.parser import StreamingParser
 from toolgram.runtime.types import Call as ToolCall, ParseResult
 

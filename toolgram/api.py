@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from toolgram.compiler import registry
-from toolgram.compiler.compiled import CompiledGrammar
+from toolgram.ir import CompiledGrammar
 from toolgram.compiler.constraint import Constraint, build_constraint
 from toolgram.runtime.parser import StreamingParser
 from toolgram.runtime.types import ParseResult

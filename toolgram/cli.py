@@ -12,7 +12,7 @@ import sys
 from toolgram import corpus
 from toolgram.api import load
 from toolgram.compiler import registry
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 
 
 def _read_tools(path: str | None):
@@ -90,7 +90,7 @@ def cmd_parse(args) -> int:
 
 
 def cmd_constraint(args) -> int:
-    from toolgram.compiler.errors import ConstraintError
+    from toolgram.errors import ConstraintError
     g = load(args.name, _reasoning_arg(args))
     tools = _read_tools(args.tools) or []
     choice = args.choice

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from toolgram.api import load
 from toolgram.compiler import registry
-from toolgram.compiler.compiled import BLOCK
+from toolgram.ir import BLOCK
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
 

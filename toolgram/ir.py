@@ -1,11 +1,19 @@
-"""The compiled form of a grammar: plain data the runtime executes (and the constraint builder reads).
+"""The intermediate representation: what the compiler makes of a grammar file, as plain data.
 
-A `CompiledGrammar` holds the grammar's metadata, its terminals with their roles, the LALR tables Lark
-computed, and one `StateLexer` per parser state: what may be lexed there (markers, patterns, text runs,
-encoding blocks) with every regex already compiled.  It is picklable, so it can be cached on disk.
+Two parts, both picklable (the compiler caches them on disk) and with no behaviour beyond constructors:
+
+* the **parser IR** the runtime executes: `CompiledGrammar` with its terminals (`TerminalSpec`: kind, role,
+  captures, encoding block), the LALR `Tables` Lark computed and one `StateLexer` per parser state (what may
+  be lexed there, every regex already compiled), and the composed `ReasoningSpec`;
+* the **constraint IR** the constraint builder specialises per request: the grammar's rules as immutable EBNF
+  nodes (`Lit`, `Tok`, `Ref`, `Seq`, `Alt`, `Rep`, and the constraint-only leaves `Regex`, `Json`, `Text`,
+  `Lazy`), stored on the `CompiledGrammar` as ``rules``.
+
+Who imports it: compiler/ builds it, runtime/ and the encodings read it, serve/ reads it through the public API.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +44,10 @@ class TerminalSpec:
     options: dict = field(default_factory=dict)   # BLOCK: encoding options
     lookahead: tuple = ()             # LOOKAHEAD: markers it must stand before
     max_length: int | None = None     # longest accepted token (names, keys, ids)
-    # whether the token's whole text is needed at once (names, ids, keys) rather than streamed: set by
-    # `settle` once the fields above are final (the runtime reads it per token)
+    prepared: Any = None              # BLOCK: what the encoding's `prepare` made of the options (its scanner's)
+    # whether the token's whole text is needed at once (names, ids, keys) rather than streamed (the runtime
+    # reads it per token); the compiler sets it once the fields above are final
     accumulates: bool = False
-
-    def settle(self) -> "TerminalSpec":
-        self.accumulates = bool(self.takes_name or self.takes_id or self.role == "key")
-        return self
 
 
 @dataclass
@@ -123,3 +128,117 @@ class CompiledGrammar:
     corpus: str | None = None
     triggers: tuple = ()              # markers that start a tool-call region from content
     has_reasoning_start: bool = False  # tables have a "plain" start (reasoning off) besides "start"
+    # the constraint IR, made at compile time: rule name -> node (reasoning composed), and for each text
+    # terminal the markers that end it, longest first
+    rules: dict = field(default_factory=dict, repr=False)
+    rules_problem: str | None = None  # why the Lark text has no constraint IR (a construct it cannot express)
+    text_stops: dict = field(default_factory=dict, repr=False)
+    # hash of everything the compiled form came from (grammar files, compiler sources, versions)
+    fingerprint: str = ""
+
+
+# -- the constraint IR ----------------------------------------------------------------------
+
+
+
+class Node:
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Lit(Node):
+    text: str
+
+
+@dataclass(frozen=True)
+class Tok(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Ref(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Seq(Node):
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Alt(Node):
+    options: tuple
+
+
+@dataclass(frozen=True)
+class Rep(Node):
+    item: Node
+    lo: int
+    hi: int | None          # None: unbounded
+
+
+@dataclass(frozen=True)
+class Regex(Node):
+    pattern: str            # Python regex syntax, no anchors
+
+
+@dataclass(frozen=True)
+class Json(Node):
+    schema: str             # JSON text of the schema (hashable)
+    where: str = "tool"     # whose schema it is, for error messages
+
+    @staticmethod
+    def of(schema: dict, where: str = "tool") -> "Json":
+        return Json(json.dumps(schema, ensure_ascii=False), where)    # key order kept: the property order
+
+
+@dataclass(frozen=True)
+class Text(Node):
+    """Free text containing none of ``exclude`` (nor special tokens); ``lo``..``hi`` characters."""
+    exclude: tuple = ()
+    lo: int = 0
+    hi: int | None = None
+    pattern: str | None = None   # the text must also match this regex (JSON Schema "pattern")
+
+
+@dataclass(frozen=True)
+class Lazy(Node):
+    """Free text up to and including the first ``marker``, as one lazily matched lexeme: a marker spelled
+    with ordinary tokens right after free text (the text lexeme could not end in time otherwise)."""
+    text: Text
+    marker: str
+
+
+EMPTY = Seq(())
+NOTHING = Alt(())
+
+
+def seq(*items) -> Node:
+    flat = []
+    for it in items:
+        if it is None:
+            return None
+        if isinstance(it, Seq):
+            flat.extend(it.items)
+        else:
+            flat.append(it)
+    if any(isinstance(x, Alt) and not x.options for x in flat):
+        return NOTHING
+    return flat[0] if len(flat) == 1 else Seq(tuple(flat))
+
+
+def alt(*options) -> Node:
+    flat = []
+    for o in options:
+        if o is None:
+            continue
+        if isinstance(o, Alt):
+            flat.extend(o.options)
+        else:
+            flat.append(o)
+    uniq = list(dict.fromkeys(flat))
+    return uniq[0] if len(uniq) == 1 else Alt(tuple(uniq))
+
+
+def opt(item: Node) -> Node:
+    return Rep(item, 0, 1)
