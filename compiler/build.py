@@ -6,6 +6,8 @@ the YAML file it came from), and shapes the streaming runtime cannot execute.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from lark.exceptions import LarkError
 from lark.lexer import Lexer, PatternStr
 from lark.load_grammar import load_grammar
 
-from toolgram.runtime.encodings import OPTIONS, first_chars
+from toolgram.runtime import encodings
 from toolgram.compiler import ebnf, lark_text, schema, tables
 from toolgram.ir import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
                        TerminalSpec)
@@ -124,7 +126,7 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
                 raise lines.error(f"terminal {name} is declared here as {kinds[0]} and also defined in the Lark "
                                   f"text; define it in one place", path)
             if kinds[0] != "block":
-                misplaced = set(opts) & set().union(*OPTIONS.values())
+                misplaced = set(opts) & set(encodings.registry.option_schemas())
                 if misplaced:
                     raise lines.error(f"terminal {name}: {', '.join(sorted(misplaced))} are options of encoding "
                                       f"blocks ('block: ...'), not of a {kinds[0]} terminal", path)
@@ -132,17 +134,19 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
                 spec = TerminalSpec(name=name, kind=TEXT)
             elif kinds[0] == "block":
                 block = opts["block"]
-                extra = set(opts) - OPTIONS[block] - {"block", "role"}
+                enc = encodings.get(block)
+                extra = set(opts) - set(enc.options) - {"block", "role"}
                 if extra:
                     raise lines.error(f"terminal {name}: {', '.join(sorted(extra))} cannot be used with "
                                       f"block {block!r}", path)
-                spec = TerminalSpec(name=name, kind=BLOCK, block=block,
-                                    options={k: v for k, v in opts.items() if k in OPTIONS[block]})
+                options = {k: v for k, v in opts.items() if k in enc.options}
+                spec = TerminalSpec(name=name, kind=BLOCK, block=block, options=options,
+                                    prepared=enc.prepare(options))
             else:
                 spec = TerminalSpec(name=name, kind=LOOKAHEAD, lookahead=tuple(opts["lookahead"]))
             specs[name] = spec
         else:
-            misplaced = set(opts) & set().union(*OPTIONS.values())
+            misplaced = set(opts) & set(encodings.registry.option_schemas())
             if misplaced:
                 raise lines.error(f"terminal {name}: {', '.join(sorted(misplaced))} are options of encoding "
                                   f"blocks ('block: ...')", path)
@@ -161,8 +165,8 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
         spec.accumulates = bool(spec.takes_name or spec.takes_id or spec.role == "key")
         if spec.accumulates and spec.max_length is None:
             spec.max_length = _ACCUMULATED_MAX
-        if spec.kind == BLOCK and spec.block == "json_call" and (spec.takes_name or spec.role != "markup"):
-            raise lines.error(f"terminal {name}: a json_call block finds the name itself; give it no role", path)
+        if spec.kind == BLOCK and encodings.get(spec.block).finds_name and (spec.takes_name or spec.role != "markup"):
+            raise lines.error(f"terminal {name}: a {spec.block} block finds the name itself; give it no role", path)
         if spec.role in ("content", "reasoning") and spec.kind != TEXT:
             raise lines.error(f"terminal {name}: role {spec.role} is for text terminals ('text: true')", path)
         if spec.kind == TEXT and spec.role == "markup" and not spec.accumulates:
@@ -309,7 +313,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
                                f"({', '.join(reasoning.ends_at)}) starts a call in grammar {data['name']} "
                                f"(its call markers: {', '.join(trig)})", reasoning.file, 1)
         specs[lark_text.R_ESCAPE].lookahead = escape
-    block_first = {spec.block: first_chars(spec.block, spec.options) for spec in specs.values() if spec.kind == BLOCK}
+    block_first = {t: encodings.get(spec.block).first(spec.prepared) for t, spec in specs.items() if spec.kind == BLOCK}
     built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error)
     policies = dict(data.get("policies", {}))
     policies.setdefault("commit", "name")
@@ -328,6 +332,8 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
     for lex in built.lexers:
         if lex.text is not None:
             stops.setdefault(lex.text, set()).update(lex.stops)
+    fingerprint = hashlib.sha256(json.dumps([data, reasoning.__dict__ if reasoning else None], sort_keys=True,
+                                            default=str).encode()).hexdigest()
     return CompiledGrammar(
         name=data["name"], description=data["description"].strip(), models=tuple(data.get("models", ())),
         file=lines.file, lark=full, tool_lark=tool_lark, terminals=specs, tables=built,
@@ -335,4 +341,4 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         policies=policies, reasoning=reasoning, default_reasoning=data.get("reasoning"),
         example=data.get("example", ""), corpus=data.get("corpus"), triggers=trig,
         has_reasoning_start=lark_text.PLAIN_START in start_states, rules=rules, rules_problem=rules_problem,
-        text_stops={t: tuple(sorted(v, key=lambda x: (-len(x), x))) for t, v in stops.items()})
+        fingerprint=fingerprint, text_stops={t: tuple(sorted(v, key=lambda x: (-len(x), x))) for t, v in stops.items()})

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import sys
-from re import _constants as re_constants, _parser as re_parser
 
 from lark.parsers.lalr_analysis import Shift
 
+from toolgram.compiler.regexlang import C as re_constants, P as re_parser
 from toolgram.ir import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
 
 
@@ -108,6 +108,13 @@ def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) ->
     return tuple(sorted(out, key=lambda x: (-len(x), x)))
 
 
+def _first_memo(pattern):
+    """A first-character memo the runtime fills ({character: whether a match can begin with it}), or False where
+    the text before a match can matter (lookbehind, word boundaries): a lone character is then no evidence."""
+    src = pattern.pattern
+    return False if ("(?<" in src or "\\b" in src or "\\B" in src) else {}
+
+
 def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], block_first: dict,
                  error) -> list[StateLexer]:
     """One `StateLexer` per state.  ``error(message, terminal)`` raises the grammar error."""
@@ -134,11 +141,11 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                 # (regex, terminal, longest token, grows): a class run without max_length grows unbounded
                 grows = spec.max_length is None and class_run(spec.source)
                 cap = spec.max_length or (sys.maxsize if grows else PATTERN_CAP)
-                patterns.append((spec.pattern, t, cap, grows))
+                patterns.append((spec.pattern, t, cap, grows, _first_memo(spec.pattern)))
             elif spec.kind == LOOKAHEAD:
                 lookaheads.append((t, spec.lookahead))
             elif spec.kind == BLOCK:
-                blocks.append((t, block_first.get(spec.block)))
+                blocks.append((t, block_first.get(t)))
             elif spec.kind == TEXT:
                 texts.append(t)
         if len(texts) > 1:

@@ -18,15 +18,14 @@ content could be read (a *safe* state), the uncommitted text of the broken regio
 from __future__ import annotations
 
 from toolgram.ir import CompiledGrammar
-from toolgram.runtime.encodings import new_scanner
-from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE
+from toolgram.runtime import encodings
+from toolgram.runtime.json_value import DONE, ERROR, MORE
 from toolgram.runtime.output import Output
 from toolgram.runtime.schema_values import ToolSchemas
 from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml
 
 _TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
 _END = "$END"
-_STARTS: dict = {}       # pattern -> {character: whether a match can begin with it}, or False
 
 
 def _can_start(starts: dict, pat, c: str) -> bool:
@@ -40,21 +39,11 @@ def _can_start(starts: dict, pat, c: str) -> bool:
 
 def _alone(patterns: tuple, pat, c: str) -> bool:
     """Whether no pattern but ``pat`` may start with ``c`` (then a class-run token of ``pat`` can grow)."""
-    for other, _, _, _ in patterns:
+    for other, _, _, _, starts in patterns:
         if other is not pat:
-            starts = _STARTS.get(other)
-            if starts is None:
-                starts = _STARTS[other] = _memo_for(other)
             if starts is False or _can_start(starts, other, c):
                 return False
     return True
-
-
-def _memo_for(pat):
-    """A first-character memo for a pattern, or False where the text before a match can matter
-    (lookbehind, word boundaries): a lone character is then no evidence."""
-    src = pat.pattern
-    return False if ("(?<" in src or "\\b" in src or "\\B" in src) else {}
 
 
 def _earliest(stops: tuple, buf: str, start: int, n: int) -> int:
@@ -290,8 +279,8 @@ class StreamingParser:
                 if not out.in_region:
                     out.enter_region()
                 if kind == _BLOCK:
-                    self._active = _Block(term, spec, new_scanner(spec.block, spec.options, out,
-                                                                  spec.role == "value"))
+                    scanner = encodings.get(spec.block).scanner(out, spec.prepared, spec.role == "value")
+                    self._active = _Block(term, spec, scanner)
                     continue
                 if kind == _GROW:
                     self._grow = (term, [buf[pos:end]])
@@ -340,11 +329,8 @@ class StreamingParser:
         patterns = lex.patterns
         if patterns:
             c = buf[pos]
-        for pat, term, cap, run in patterns:
+        for pat, term, cap, run, starts in patterns:
             # most patterns cannot start with most characters: ask the memo before running the regex
-            starts = _STARTS.get(pat)
-            if starts is None:
-                starts = _STARTS[pat] = _memo_for(pat)
             if starts is not False and not _can_start(starts, pat, c):
                 continue
             m = pat.match(buf, pos, partial=not eof)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime
 import json
-from functools import lru_cache
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from toolgram.cache import LRU
 from toolgram.serve.protocol import APIError
 
 
@@ -56,8 +56,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return left * right
 
 
-@lru_cache(maxsize=16)
+_TEMPLATES = LRU("chat_templates", 16)
+
+
 def compile_template(source: str) -> jinja2.Template:
+    template = _TEMPLATES.get(source)
+    if template is None:
+        template = _compile(source)
+        _TEMPLATES.put(source, template)
+    return template
+
+
+def _compile(source: str) -> jinja2.Template:
     env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise

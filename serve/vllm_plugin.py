@@ -26,6 +26,7 @@ import typing
 
 import toolgram
 from toolgram.errors import ConstraintError
+from toolgram.request import parse_request
 from vllm.entrypoints.generate.base.protocol import DeltaMessage
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.tool_parsers.abstract_tool_parser import ToolParser, ToolParserManager
@@ -48,8 +49,7 @@ def _choice(request):
     c = getattr(request, "tool_choice", None)
     if c is None or isinstance(c, str):
         return c
-    d = c.model_dump(exclude_none=True) if hasattr(c, "model_dump") else dict(c)
-    return {"type": "function", "function": {"name": d.get("function", {}).get("name") or d.get("name")}}
+    return c.model_dump(exclude_none=True) if hasattr(c, "model_dump") else dict(c)
 
 
 def _merge(deltas: list[dict]) -> DeltaMessage | None:
@@ -89,7 +89,6 @@ class GrammarParser(ToolParser):
         super().__init__(tokenizer, tools)
         self.grammar = toolgram.load(self.grammar_ref, reasoning=None)
         self._parser = None
-        self._unsent: dict[int, str] = {}
 
     # -- request ------------------------------------------------------------------------------------
     def adjust_request(self, request):
@@ -99,10 +98,10 @@ class GrammarParser(ToolParser):
         choice = _choice(request)
         if choice == "required" or isinstance(choice, dict):
             try:
-                c = self.grammar.constraint(_tools(request), choice,
-                                            parallel_tool_calls=getattr(request, "parallel_tool_calls", True)
-                                            is not False, tokenizer=self.model_tokenizer)
-            except ConstraintError as e:
+                asked = parse_request(_tools(request), choice,
+                                      getattr(request, "parallel_tool_calls", True) is not False)
+                c = self.grammar.constraint(asked, tokenizer=self.model_tokenizer)
+            except ConstraintError as e:         # (a RequestError too: vLLM answers a ValueError with a 400)
                 raise ValueError(str(e)) from None
             request.structured_outputs = StructuredOutputsParams(grammar=c.text)
             if hasattr(request, "response_format"):
@@ -127,7 +126,6 @@ class GrammarParser(ToolParser):
                                      current_token_ids, delta_token_ids, request):
         if self._parser is None or not previous_text:
             self._parser = self.grammar.stream(_tools(request) or None)
-            self._unsent = {}
         deltas = self._parser.feed(delta_text) if delta_text else []
         msg = _merge(deltas)
         if msg is not None and msg.tool_calls:

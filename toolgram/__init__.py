@@ -7,8 +7,8 @@ from toolgram.compiler.constraint import Constraint
 from toolgram.errors import ConstraintError, GrammarError
 from toolgram.runtime.parser import StreamingParser
 from toolgram.runtime.types import Call as ToolCall, ParseResult
+from toolgram.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "grammars",
            "load", "reasoning_for_model", "reasoning_grammars", "__version__"]

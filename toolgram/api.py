@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from toolgram.compiler import registry
-from toolgram.ir import CompiledGrammar
+from toolgram.ir import LITERAL, CompiledGrammar
 from toolgram.compiler.constraint import Constraint, build_constraint
 from toolgram.runtime.parser import StreamingParser
+from toolgram.request import ToolRequest
 from toolgram.runtime.types import ParseResult
 
 
@@ -37,6 +38,18 @@ class Grammar:
         return r.name if r is not None else None
 
     @property
+    def markers(self) -> list[str]:
+        """The grammar's multi-character literal markup (and its reasoning block's open and close markers),
+        sorted: what a model family's tokenizer has as special tokens."""
+        c = self.compiled
+        ms = {x for s in c.terminals.values() if s.kind == LITERAL for x in s.spellings
+              if len(x) >= 2 and not x.isalnum() and not x.isspace()}
+        r = c.reasoning
+        if r is not None and not r.channel:
+            ms.update(m for m in (r.open, r.close) if m)
+        return sorted(ms)
+
+    @property
     def triggers(self) -> tuple:
         """Markers that start a tool call from content."""
         return self.compiled.triggers
@@ -48,12 +61,15 @@ class Grammar:
         ``new_id``: callable returning ids for calls without a native id (default ``call_<random>``).
         ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
         """
+        if isinstance(tools, ToolRequest):
+            tools = tools.openai_tools()
         return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning)
 
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
                    max_reasoning: int | None = None, max_calls: int | None = None) -> Constraint:
-        """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``.
+        """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``
+        (or a `toolgram.request.ToolRequest`, which carries both and ``parallel_tool_calls``).
 
         ``tool_choice``: "required" | "auto" (lazy: free text until a call marker) | "none" |
         ``{"type": "function", "function": {"name": ...}}``.  ``syntax``: "lark" (llguidance; ``dialect=

@@ -164,11 +164,12 @@ def cmd_vllm_plugin_path(args) -> int:
 
 
 def _add_serve(sub) -> None:
+    from toolgram.serve.server import Options as D    # (the server's defaults, in one place; a light import)
     s = sub.add_parser("serve", help="serve an OpenAI-compatible endpoint (tool calls parsed and constrained)",
                        description="An OpenAI-compatible server whose tool calls come out right for any model with "
                                    "a grammar. With no --model it serves a built-in demo model (random weights). "
                                    "See docs/serving.md.")
-    s.add_argument("--engine", default="cpu", choices=["cpu", "vllm", "upstream"],
+    s.add_argument("--engine", default=D.engine, choices=["cpu", "vllm", "upstream"],
                    help="cpu: embedded transformers engine (default); vllm: vLLM in-process; "
                         "upstream: OpenAI-compatible servers given with --upstream")
     s.add_argument("--model", help="a local model directory (cpu, upstream: tokenizer and chat template) or a "
@@ -187,33 +188,39 @@ def _add_serve(sub) -> None:
     s.add_argument("--threads", type=int, help="cpu engine: torch threads")
     s.add_argument("--upstream", action="append", default=[], metavar="URL",
                    help="upstream server base URL (repeatable; requests go to the least loaded)")
-    s.add_argument("--upstream-kind", default="vllm", choices=["vllm", "llamacpp", "sglang"],
+    s.add_argument("--upstream-kind", default=D.upstream_kind, choices=["vllm", "llamacpp", "sglang"],
                    help="how constraints are sent upstream (vllm: structured_outputs; also for toolgram)")
     s.add_argument("--upstream-model", help="model name sent upstream (default: the upstream's first model)")
     s.add_argument("--upstream-api-key", help="bearer token for the upstream servers")
     s.add_argument("--tokenizer", help="upstream engine: local tokenizer directory (default: --model)")
-    s.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect timeout, s (default 5)")
-    s.add_argument("--read-timeout", type=float, default=60.0,
-                   help="upstream: longest wait between two stream reads, s (default 60)")
+    s.add_argument("--connect-timeout", type=float, default=D.connect_timeout,
+                   help="upstream connect timeout, s (default %(default)s)")
+    s.add_argument("--read-timeout", type=float, default=D.read_timeout,
+                   help="upstream: longest wait between two stream reads, s (default %(default)s)")
     s.add_argument("--max-model-len", type=int, help="vllm engine: context length")
-    s.add_argument("--vllm-dtype", default="auto", help="vllm engine: dtype (default auto)")
+    s.add_argument("--vllm-dtype", default=D.vllm_dtype, help="vllm engine: dtype (default %(default)s)")
     s.add_argument("--vllm-args", type=json.loads, default=None, metavar="JSON",
                    help='vllm engine: more AsyncEngineArgs as a JSON object, e.g. \'{"enforce_eager": true}\'')
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default=D.host, help="address to bind (default %(default)s)")
+    s.add_argument("--port", type=int, default=D.port, help="port (default %(default)s)")
     s.add_argument("--api-key", default=os.environ.get("TOOLGRAM_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default: $TOOLGRAM_API_KEY; none: open)")
-    s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit (413 above)")
-    s.add_argument("--max-tools", type=int, default=512, help="tools per request (400 above; default 512)")
-    s.add_argument("--max-schema-depth", type=int, default=64,
-                   help="JSON nesting of one tool's parameters schema (400 above; default 64)")
-    s.add_argument("--max-messages", type=int, default=4096, help="messages per request (400 above; default 4096)")
-    s.add_argument("--max-tokens", type=int, default=4096, help="the most max_tokens a request may ask")
-    s.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request sets none")
-    s.add_argument("--max-concurrency", type=int, default=64,
-                   help="generation requests in flight (served or queued); more get 429")
-    s.add_argument("--request-timeout", type=float, default=600.0, help="seconds for one non-streamed request")
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--max-body-bytes", type=int, default=D.max_body_bytes,
+                   help="request body limit (413 above; default %(default)s)")
+    s.add_argument("--max-tools", type=int, default=D.max_tools, help="tools per request (400 above; default %(default)s)")
+    s.add_argument("--max-schema-depth", type=int, default=D.max_schema_depth,
+                   help="JSON nesting of one tool's parameters schema (400 above; default %(default)s)")
+    s.add_argument("--max-messages", type=int, default=D.max_messages,
+                   help="messages per request (400 above; default %(default)s)")
+    s.add_argument("--max-tokens", type=int, default=D.max_tokens,
+                   help="the most max_tokens a request may ask (default %(default)s)")
+    s.add_argument("--default-max-tokens", type=int, default=D.default_max_tokens,
+                   help="max_tokens when a request sets none (default %(default)s)")
+    s.add_argument("--max-concurrency", type=int, default=D.max_concurrency,
+                   help="generation requests in flight (served or queued); more get 429 (default %(default)s)")
+    s.add_argument("--request-timeout", type=float, default=D.request_timeout,
+                   help="seconds for one non-streamed request (default %(default)s)")
+    s.add_argument("--log-level", default=D.log_level, choices=["debug", "info", "warning", "error"])
     s.add_argument("--try", dest="try_", action="store_true",
                    help="serve on a free local port, send one streamed tools request with the openai client, "
                         "print the answer, and stop (exit status 0 when a schema-valid tool call came back)")

@@ -28,9 +28,10 @@ class ConstraintError(ValueError):
     without tools, a schema feature the chosen syntax cannot enforce.  The message names the tool and why;
     servers turn it into an HTTP 400."""
 
-    def __init__(self, message: str, param: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 class RequestError(ConstraintError):

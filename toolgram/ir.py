@@ -14,6 +14,7 @@ Who imports it: compiler/ builds it, runtime/ and the encodings read it, serve/ 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,8 @@ class StateLexer:
     literal_terms: dict = field(default_factory=dict)   # marker text -> terminal name
     literal_prefixes: frozenset = frozenset()            # proper prefixes of those markers
     literal_max: int = 0
-    patterns: tuple = ()              # ((compiled regex, terminal name, longest token, class run), ...)
+    patterns: tuple = ()              # ((compiled regex, terminal name, longest token, class run, first-character
+    #                                     memo the runtime fills, or False), ...)
     lookaheads: tuple = ()            # ((terminal name, (marker, ...)), ...)
     blocks: tuple = ()                # ((terminal name, first characters or None), ...)
     text: str | None = None           # the text terminal that can start here
@@ -242,3 +244,29 @@ def alt(*options) -> Node:
 
 def opt(item: Node) -> Node:
     return Rep(item, 0, 1)
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of one tool, as the constraint builder hands it to an encoding's ``value`` side."""
+
+    tool: str                 # the tool's name
+    key: str | None           # the parameter (None: any key of a free-form object)
+    schema: Any               # the parameter's JSON Schema (may be a $ref into ``root``)
+    root: dict                # the tool's whole parameters schema (for $ref / $defs)
+    types: frozenset          # the JSON types the schema allows (empty: unknown)
+    type: str                 # "string" (text kept raw) | "json" (typed) | "any" (free-form: any text)
+
+    @property
+    def where(self) -> str:
+        """How messages name it."""
+        return f"tool {self.tool!r} parameter {self.key!r}"
+
+    @property
+    def slug(self) -> str:
+        """A prefix for the rules made for it."""
+        return f"tg_{_slug(self.tool)}_{_slug(self.key or 'free')}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:24] or "x"
