@@ -97,7 +97,7 @@ def _capture(value, what: str, lines: Lines, path: tuple):
     return True, _compile_regex(value, f"{what} capture", lines, path, (what,))
 
 
-def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declared: set[str]) -> dict:
+def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None) -> dict:
     """TerminalSpec for every terminal Lark knows, with the roles the YAML gives them."""
     yaml_terms: dict = data.get("terminals", {})
     specs: dict[str, TerminalSpec] = {}
@@ -179,7 +179,7 @@ def _declared(data: dict) -> list[str]:
     return [n for n, o in data.get("terminals", {}).items() if o.get("text") or o.get("block") or o.get("lookahead")]
 
 
-def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> GrammarError:
+def _lark_error(e: Exception, tool_lark: str, lines: Lines) -> GrammarError:
     # one paragraph, on one line (a collision lists its rules on the lines below its first).  Lark reports
     # collisions in set order, which varies from run to run: take the first paragraph in sorted order, its rules
     # sorted, and below the rule defined first, so that the same file always gives the same error
@@ -231,7 +231,7 @@ def _build_lark(full: str, starts: list[str], tool_lark: str, lines: Lines, impo
                     maybe_placeholders=False, import_paths=paths)
     except (LarkGrammarError, LarkError, FileNotFoundError, ValueError, TypeError, KeyError,
             AttributeError, AssertionError, IndexError, RecursionError) as e:
-        raise _lark_error(e, full, tool_lark, lines) from None
+        raise _lark_error(e, tool_lark, lines) from None
 
 
 def _check_productive(lk: Lark, tool_lark: str, lines: Lines) -> None:
@@ -281,7 +281,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         raise GrammarError("%ignore is not supported: write whitespace where it may appear (e.g. WS?), "
                            "so that streaming knows what is markup", lines.file,
                            offset + tool_lark.count("\n", 0, line.start()) if line else lines.line(("lark",)))
-    specs = _terminal_specs(data, lines, lk, set(_declared(data)))
+    specs = _terminal_specs(data, lines, lk)
     if reasoning is not None and not reasoning.channel:
         specs[lark_text.R_TEXT] = TerminalSpec(name=lark_text.R_TEXT, kind=TEXT, role="reasoning")
         if reasoning.ends_at_call:
@@ -324,7 +324,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
     except re.error as e:
         raise lines.error(f"policies.name_pattern: invalid regex: {e}", ("policies", "name_pattern")) from None
     try:
-        rules, _ = ebnf.read_rules(full, [], aliases=(calls["rule"],))
+        rules = ebnf.read_rules(full, aliases=(calls["rule"],))
         rules_problem = None
     except ValueError as e:              # (the grammar still parses; only constraints are refused)
         rules, rules_problem = {}, str(e)

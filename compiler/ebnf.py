@@ -6,11 +6,10 @@ llguidance/xgrammar Lark, GBNF or structural tags.
 """
 from __future__ import annotations
 
-import json
 
-from lark import Tree
+from lark import Token, Tree
 from lark.grammar import NonTerminal, Terminal
-from lark.load_grammar import GrammarBuilder
+from lark.load_grammar import GrammarBuilder, _literal_to_pattern
 
 from toolgram.ir import EMPTY, Lit, Node, Ref, Regex, Rep, Tok, alt, seq
 
@@ -37,27 +36,11 @@ def _value(tree, strings: dict) -> Node:
 
 
 def _unquote(s: str) -> str:
-    flags = ""
-    while s and s[-1] != '"':
-        flags += s[-1]
-        s = s[:-1]
-    if "i" in flags:
+    """A Lark string literal's text, read as Lark reads it."""
+    pattern = _literal_to_pattern(Token("STRING", s))
+    if pattern.flags:
         raise ValueError("case-insensitive string literals are not supported in constraints")
-    return json.loads(s) if "\\" not in s else _lark_string(s[1:-1])
-
-
-def _lark_string(body: str) -> str:
-    out, i = [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            out.append({"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return pattern.value
 
 
 def _regex_body(s: str) -> str:
@@ -98,21 +81,19 @@ def _convert(tree, strings) -> Node:
     raise ValueError(f"unsupported Lark construct {data!r}")
 
 
-def read_rules(lark_text: str, declared: list[str], import_paths=(), aliases=()) -> tuple[dict, dict]:
-    """``(rules, terminals)``: rule name -> Node, terminal name -> Node (None for declared ones).
+def read_rules(lark_text: str, aliases=()) -> dict:
+    """Rule name -> Node of a (composed) Lark text.
 
     Alternatives aliased (``-> name``) with a name in ``aliases`` become rules ``name__aliasN``."""
-    gb = GrammarBuilder(import_paths=list(import_paths))
-    gb.load_grammar(lark_text + ("\n%declare " + " ".join(declared) + "\n" if declared else ""))
-    rules, terms = {}, {}
+    gb = GrammarBuilder()
+    gb.load_grammar(lark_text)
+    rules = {}
     ctx = {"__aliases__": set(aliases)}
     for name, d in gb._definitions.items():
         if d.params:
             raise ValueError(f"rule templates are not supported in constraints ({name})")
-        if d.is_term:
-            terms[name] = _convert(d.tree, {}) if d.tree is not None else None
-        else:
+        if not d.is_term:
             rules[name] = _convert(d.tree, ctx)
     for name, body in ctx.get("__alias_rules__", {}).items():
         rules[name] = body
-    return rules, terms
+    return rules

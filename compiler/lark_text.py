@@ -46,8 +46,25 @@ def replace_names(text: str, names: set[str], new: str) -> str:
 
 
 def lark_string(text: str) -> str:
-    """A Lark string literal for ``text``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    """A Lark string literal for ``text`` (the one writer of Lark literals: grammars and constraints)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 32:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def compose(tool_lark: str, reasoning: ReasoningSpec | None, content_terminals: set[str],

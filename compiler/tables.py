@@ -155,7 +155,7 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
             literal_re=_alternation(literals), literal_terms=literals,
             literal_prefixes=_prefixes(literals), literal_max=max(map(len, literals), default=0),
             patterns=tuple(sorted(patterns, key=lambda p: p[1])), lookaheads=tuple(lookaheads),
-            blocks=tuple(blocks), accepts_end=END in acts, safe=safe[state])
+            blocks=tuple(blocks), safe=safe[state])
         if texts:
             text = texts[0]
             stops = set()

@@ -6,14 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import toolgram
 from toolgram import cache
-from toolgram.compiler import registry
 from toolgram.errors import ConstraintError, GrammarError, RequestError
 from toolgram.request import ToolRequest, parse_request
 from toolgram.runtime import encodings

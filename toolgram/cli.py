@@ -37,7 +37,7 @@ def _reasoning_arg(args):
 
 
 def cmd_compile(args) -> int:
-    from toolgram.compiler.build import compile_data, read
+    from toolgram.compiler.build import read
     data, lines = read(args.file)
     if data.get("kind") == "reasoning":
         from toolgram.compiler.build import reasoning_spec

@@ -95,6 +95,10 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
+    if not PAGE.parent.is_dir():
+        print(f"toolgram: {PAGE.parent} does not exist: formats_doc rewrites docs/formats.md of a source checkout, "
+              f"not of an installed package", file=sys.stderr)
+        return 2
     PAGE.write_text(render(), encoding="utf-8")
     print(f"wrote {PAGE}", file=sys.stderr)
     return 0

@@ -69,7 +69,6 @@ class StateLexer:
     stop_prefixes: frozenset = frozenset()
     stop_first: str = ""              # first characters of those markers
     stop_max: int = 0
-    accepts_end: bool = False
     safe: bool = False                # content or reasoning can be lexed here: a recovery point
 
 

@@ -16,7 +16,6 @@ So the parser accepts everything the constraint allows, and their typing agrees.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from toolgram.cache import LRU
@@ -28,7 +27,6 @@ from toolgram.errors import ConstraintError
 from toolgram.ir import CompiledGrammar, Ref, alt
 from toolgram.request import ToolRequest, data_key, parse_request
 
-MODES = ("required", "named", "auto", "none")
 SYNTAXES = ("lark", "gbnf", "structural_tag")
 _CONSTRAINTS = LRU("constraints", 512)
 
