@@ -165,6 +165,7 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None) -> dic
         spec.accumulates = bool(spec.takes_name or spec.takes_id or spec.role == "key")
         if spec.accumulates and spec.max_length is None:
             spec.max_length = _ACCUMULATED_MAX
+        _check_applicable(name, opts, spec, lines, path)
         if spec.kind == BLOCK and encodings.get(spec.block).finds_name and (spec.takes_name or spec.role != "markup"):
             raise lines.error(f"terminal {name}: a {spec.block} block finds the name itself; give it no role", path)
         if spec.role in ("content", "reasoning") and spec.kind != TEXT:
@@ -173,6 +174,23 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None) -> dic
             raise lines.error(f"terminal {name}: a text terminal needs a role (content, reasoning, key, value) "
                               f"or a name/id capture", path)
     return specs
+
+
+def _check_applicable(name: str, opts: dict, spec: TerminalSpec, lines: Lines, path: tuple) -> None:
+    """A key that would change nothing on this kind of terminal is an error, like an unknown key."""
+    value_run = spec.kind == TEXT and spec.role == "value"
+    applies = {
+        "strip": spec.accumulates or value_run,                   # read back stripped: names, ids, keys, values
+        "unescape": spec.accumulates or value_run,
+        "max_length": spec.kind in (PATTERN, TEXT) or spec.accumulates,
+        "arg_type": spec.kind in (LITERAL, PATTERN) and not spec.accumulates,
+        "name": spec.kind != LOOKAHEAD,
+        "id": spec.kind != LOOKAHEAD,
+    }
+    for key, ok in applies.items():
+        if key in opts and not ok:
+            kind = f"{spec.role} {spec.kind}" if spec.kind == TEXT else spec.kind
+            raise lines.error(f"terminal {name}: '{key}' does nothing on a {kind} terminal", path + (key,))
 
 
 def _declared(data: dict) -> list[str]:

@@ -398,3 +398,19 @@ def test_a_key_no_terminal_uses_is_an_error(tmp_path):
     with pytest.raises(GrammarError) as e:
         toolgram.load(str(path))
     assert e.value.line == 9 and "empty_value" in str(e.value)
+
+
+@pytest.mark.parametrize("terminal,line", [
+    ("CONTENT: {text: true, role: content, unescape: xml}", 9),   # content is verbatim
+    ("CONTENT: {text: true, role: content, strip: true}", 9),
+    ("NAME: {name: true, arg_type: json}", 10),           # a name is not a value's type marker
+])
+def test_a_key_that_does_nothing_on_its_terminal_is_an_error(tmp_path, terminal, line):
+    text = TOY_GRAMMAR.replace("ARGS: {block: toy_pairs, upper: UPPER}", "ARGS: {block: json}")
+    key = terminal.split(":")[0]
+    text = "\n".join("  " + terminal if ln.startswith(f"  {key}: {{") else ln for ln in text.split("\n"))
+    path = tmp_path / "toy.yaml"
+    path.write_text(text)
+    with pytest.raises(GrammarError) as e:
+        toolgram.load(str(path))
+    assert e.value.line == line and "does nothing" in str(e.value), str(e.value)
