@@ -1,21 +1,27 @@
 """Chat templates: render a request's messages and tools into the prompt text, in a sandboxed Jinja environment.
 
 The template is the model's own (``tokenizer.chat_template``) or one given with ``--chat-template FILE``.  It runs
-in ``jinja2.sandbox.ImmutableSandboxedEnvironment``: no access to Python internals (``__class__``,
-``__globals__``, ...), no mutation of the objects it is given.  The globals and filters are those Hugging Face
+in a ``jinja2.sandbox.SandboxedEnvironment``: no access to Python internals (``__class__``,
+``__globals__``, ...).  The objects it is given are deep copies made for the one rendering, so a template may
+build lists with ``append``/``pop`` (Kimi's does) without reaching anything outside it.  ``{% generation %}``
+(Hugging Face's assistant-mask marker) renders its body.  The globals and filters are those Hugging Face
 templates use (``raise_exception``, ``tojson``, ``strftime_now``).  As vLLM does, assistant tool-call
 ``arguments`` (JSON text on the wire) are turned into dicts before rendering, since templates iterate them.
 Besides what the sandbox refuses, ``*`` and ``**`` may not build values over `MAX_RENDER_ITEMS` (``'x' * 10**10``
 would exhaust memory), and runaway recursion, ranges and overflows are a 400 like any template failure.
+Templates that concatenate ``arguments`` as text (functionary v3.2) fail on dicts: the rendering is then retried
+once with the arguments as the JSON text the client sent, as llama.cpp does for such templates.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 from functools import lru_cache
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.ext import Extension
+from jinja2.sandbox import SandboxedEnvironment
 
 from toolgram.serve.protocol import APIError
 
@@ -29,8 +35,16 @@ def _raise(message):
     raise TemplateError(f"the chat template refused the request: {message}")
 
 
+def _iterable_as_list(value):
+    """``tojson`` of a filter's lazy result (``tools | map(attribute='function')``): its items, as a list."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return list(value)
+
+
 def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=None):
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, separators=separators)
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, separators=separators,
+                      default=_iterable_as_list)
 
 
 def _strftime_now(fmt: str) -> str:
@@ -40,7 +54,18 @@ def _strftime_now(fmt: str) -> str:
 MAX_RENDER_ITEMS = 1_000_000
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
+class _Generation(Extension):
+    """``{% generation %}...{% endgeneration %}``: Hugging Face's assistant-token marker; renders its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.Scope(body, lineno=lineno)
+
+
+class _Sandbox(SandboxedEnvironment):
     """The sandbox, with bounded ``*`` (repetition) and ``**`` (powers)."""
 
     intercepted_binops = frozenset(["*", "**"])
@@ -58,7 +83,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 @lru_cache(maxsize=16)
 def compile_template(source: str) -> jinja2.Template:
-    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols", _Generation])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now
@@ -78,8 +103,9 @@ def _arguments(value):
     return value
 
 
-def prepare_messages(messages: list[dict]) -> list[dict]:
-    """Messages as templates expect them: tool-call arguments as dicts, text parts joined into one string."""
+def prepare_messages(messages: list[dict], object_arguments: bool = True) -> list[dict]:
+    """Messages as templates expect them: tool-call arguments as dicts (``object_arguments``; else as sent),
+    text parts joined into one string."""
     out = []
     for m in messages:
         m = dict(m)
@@ -96,7 +122,8 @@ def prepare_messages(messages: list[dict]) -> list[dict]:
             for c in m["tool_calls"]:
                 c = dict(c)
                 fn = dict(c.get("function") or {})
-                fn["arguments"] = _arguments(fn.get("arguments", {}))
+                if object_arguments:
+                    fn["arguments"] = _arguments(fn.get("arguments", {}))
                 c["function"] = fn
                 calls.append(c)
             m["tool_calls"] = calls
@@ -104,14 +131,35 @@ def prepare_messages(messages: list[dict]) -> list[dict]:
     return out
 
 
+def _has_object_arguments(messages: list[dict]) -> bool:
+    return any(not isinstance((c.get("function") or {}).get("arguments"), dict)
+               and isinstance(_arguments((c.get("function") or {}).get("arguments")), dict)
+               for m in messages for c in (m.get("tool_calls") or ()) if isinstance(c, dict))
+
+
 def render(template_source: str, messages: list[dict], tools: list[dict] | None = None, *,
            add_generation_prompt: bool = True, special: dict | None = None, kwargs: dict | None = None) -> str:
     """The prompt text for ``messages`` (OpenAI dicts) and ``tools`` (OpenAI tool dicts or None)."""
-    template = compile_template(template_source)
-    context = dict(kwargs or {})
+    try:
+        template = compile_template(template_source)
+    except ValueError as e:
+        raise TemplateError(str(e)) from None
+    try:
+        return _render(template, messages, tools, add_generation_prompt, special, kwargs, True)
+    except TemplateError as first:
+        if "failed: TypeError" not in first.message or not _has_object_arguments(messages):
+            raise
+        try:                                    # a template that wants the arguments as text
+            return _render(template, messages, tools, add_generation_prompt, special, kwargs, False)
+        except TemplateError:
+            raise first from None
+
+
+def _render(template, messages, tools, add_generation_prompt, special, kwargs, object_arguments) -> str:
+    context = copy.deepcopy(dict(kwargs or {}))
     context.update(special or {})
-    context.update(messages=prepare_messages(messages), tools=tools or None,
-                   add_generation_prompt=add_generation_prompt)
+    context.update(messages=copy.deepcopy(prepare_messages(messages, object_arguments)),
+                   tools=copy.deepcopy(tools) or None, add_generation_prompt=add_generation_prompt)
     try:
         return template.render(**context)
     except APIError:
