@@ -33,6 +33,7 @@ PROMPT_ITEM = "needs the prompt= parameter of parse/stream (issue 14, item 3): t
               "reasoning that the reasoning grammar does not start inside"
 PROMPT_CLOSED = "needs the prompt= parameter of parse/stream (issue 14, item 3): the prompt leaves reasoning " \
                 "closed, the model opens a block itself, and reasoning=False reads no block at all"
+NEEDS_PROMPT = {s for s, e in TABLE.items() if e.get("needs_prompt")}
 HAS_PROMPT = "prompt" in inspect.signature(toolgram.Grammar.stream).parameters
 
 
@@ -139,6 +140,10 @@ def _parse(g, text, inside, prompt, request):
     if HAS_PROMPT:
         return g.parse(text, tools=TOOLS, prompt=prompt), lambda: g.stream(tools=TOOLS, prompt=prompt)
     spec = g.compiled.reasoning
+    mismatch = spec is not None and (inside and not spec.starts_inside or not inside and spec.starts_inside
+                                     and bool(spec.open) and text.startswith(spec.open))
+    assert not mismatch or request.node.callspec.params["stem"] in NEEDS_PROMPT, \
+        "the start state needs prompt=: record needs_prompt in tests/data/templates.yaml"
     if spec is not None and inside and not spec.starts_inside:
         request.applymarker(pytest.mark.xfail(strict=True, reason=PROMPT_ITEM))
     if spec is not None and not inside and spec.starts_inside and spec.open and text.startswith(spec.open):
@@ -284,6 +289,8 @@ def test_generation_prompt_decides_reasoning(stem, request):
         if got != want:
             wrong.append(f"{kwargs or 'default'}: prompt {'opens' if want else 'leaves closed'} reasoning, "
                          f"the parser starts {'inside' if got else 'outside'}")
+    assert bool(wrong) == bool(e.get("needs_prompt")) or HAS_PROMPT, \
+        f"tests/data/templates.yaml: set needs_prompt for {stem} exactly when its start state is wrong: {wrong}"
     if wrong and not HAS_PROMPT:
         request.applymarker(pytest.mark.xfail(strict=True, reason="needs the prompt= parameter of parse/stream "
                                               "(issue 14, item 3): " + "; ".join(wrong)))
