@@ -2,8 +2,9 @@
 
 The template is the model's own (``tokenizer.chat_template``) or one given with ``--chat-template FILE``.  It runs
 in a ``jinja2.sandbox.SandboxedEnvironment``: no access to Python internals (``__class__``,
-``__globals__``, ...).  The objects it is given are deep copies made for the one rendering, so a template may
-build lists with ``append``/``pop`` (Kimi's does) without reaching anything outside it.  ``{% generation %}``
+``__globals__``, ...), no mutation of the objects it is given (messages, tools, variables: ``append``,
+``pop``, ... are refused on them as by the immutable sandbox), while lists and dicts the template builds
+itself may change (Kimi's keeps a queue of call ids that way).  ``{% generation %}``
 (Hugging Face's assistant-mask marker) renders its body.  The globals and filters are those Hugging Face
 templates use (``raise_exception``, ``tojson``, ``strftime_now``).  As vLLM does, assistant tool-call
 ``arguments`` (JSON text on the wire) are turned into dicts before rendering, since templates iterate them.
@@ -14,14 +15,14 @@ once with the arguments as the JSON text the client sent, as llama.cpp does for 
 """
 from __future__ import annotations
 
-import copy
+import contextvars
 import datetime
 import json
 from functools import lru_cache
 
 import jinja2
 from jinja2.ext import Extension
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
 from toolgram.serve.protocol import APIError
 
@@ -65,10 +66,31 @@ class _Generation(Extension):
         return jinja2.nodes.Scope(body, lineno=lineno)
 
 
+_GIVEN: contextvars.ContextVar[frozenset] = contextvars.ContextVar("given", default=frozenset())
+
+
+def _containers(value) -> frozenset:
+    """ids of the lists, dicts and sets reachable from ``value`` (iteratively: client JSON may nest deep)."""
+    seen: set = set()
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, dict, set)) and id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v.values() if isinstance(v, dict) else v)
+    return frozenset(seen)
+
+
 class _Sandbox(SandboxedEnvironment):
-    """The sandbox, with bounded ``*`` (repetition) and ``**`` (powers)."""
+    """The sandbox: objects given to the template are immutable (as in the immutable sandbox), objects the
+    template builds are not; ``*`` (repetition) and ``**`` (powers) are bounded."""
 
     intercepted_binops = frozenset(["*", "**"])
+
+    def is_safe_attribute(self, obj, attr, value):
+        if modifies_known_mutable(obj, attr) and id(obj) in _GIVEN.get():
+            return False
+        return super().is_safe_attribute(obj, attr, value)
 
     def call_binop(self, context, operator, left, right):
         if operator == "**":
@@ -156,10 +178,11 @@ def render(template_source: str, messages: list[dict], tools: list[dict] | None 
 
 
 def _render(template, messages, tools, add_generation_prompt, special, kwargs, object_arguments) -> str:
-    context = copy.deepcopy(dict(kwargs or {}))
+    context = dict(kwargs or {})
     context.update(special or {})
-    context.update(messages=copy.deepcopy(prepare_messages(messages, object_arguments)),
-                   tools=copy.deepcopy(tools) or None, add_generation_prompt=add_generation_prompt)
+    context.update(messages=prepare_messages(messages, object_arguments), tools=tools or None,
+                   add_generation_prompt=add_generation_prompt)
+    token = _GIVEN.set(_containers(context))
     try:
         return template.render(**context)
     except APIError:
@@ -169,3 +192,5 @@ def _render(template, messages, tools, add_generation_prompt, special, kwargs, o
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError,
             RecursionError, MemoryError) as e:
         raise TemplateError(f"the chat template failed: {type(e).__name__}: {e}") from None
+    finally:
+        _GIVEN.reset(token)
