@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from toolgram import corpus
 from toolgram.api import load
@@ -134,6 +135,30 @@ def cmd_check(args) -> int:
                 print(f"    {case.name}: {problem}")
     print(f"{total - failed}/{total} cases passed")
     return 1 if failed else 0
+
+
+def cmd_new(args) -> int:
+    from toolgram import draft
+    src = Path(args.from_template)
+    try:
+        source = src.read_text(encoding="utf-8")
+    except OSError as e:
+        print(f"toolgram: cannot read the template: {e}", file=sys.stderr)
+        return 2
+    d = draft.draft(source, args.name or draft.name_for(src.stem), src.stem)
+    gpath, cpath = draft.write(d, Path(args.out))
+    print(f"wrote {gpath} and {cpath}")
+    for line in d.found:
+        print(f"  inferred: {line}")
+    results = draft.check(gpath) if d.encoding else []
+    bad = [(n, p) for n, p in results if p]
+    print(f"check: {len(results) - len(bad)}/{len(results)} rendered cases pass")
+    for n, problems in bad:
+        for problem in problems:
+            print(f"    {n}: {problem}")
+    for line in d.unknown:
+        print(f"  could not infer: {line}")
+    return 0 if d.encoding and not bad else 1
 
 
 def cmd_list(args) -> int:
@@ -282,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: all): one-shot, streamed in chunks, 1-char and whole deltas.")
     k.add_argument("names", nargs="*")
     k.set_defaults(func=cmd_check)
+
+    nw = sub.add_parser("new", help="draft a grammar file from a chat template",
+                        description="Render probe conversations through a chat template, infer the call syntax "
+                                    "and write a draft grammar plus a corpus of the renderings; then check it "
+                                    "and print what could not be inferred.")
+    nw.add_argument("--from-template", required=True, metavar="TEMPLATE.jinja", help="the chat template file")
+    nw.add_argument("--name", help="grammar name (default: from the file name)")
+    nw.add_argument("--out", default=".", help="folder to write NAME.yaml and corpus/NAME.yaml into")
+    nw.set_defaults(func=cmd_new)
 
     li = sub.add_parser("list", help="list bundled grammars and their model globs")
     li.add_argument("--reasoning-grammars", action="store_true", help="list reasoning grammars instead")

@@ -55,6 +55,12 @@ def tool_sets() -> dict:
 
 
 def corpus_path(grammar: str) -> Path:
+    """A bundled grammar's corpus; for a grammar file, its ``corpus`` field (relative to the file) or
+    ``corpus/<stem>.yaml`` beside it."""
+    if registry._is_path(grammar):
+        path = Path(grammar)
+        named = registry.read(path)[0].get("corpus")
+        return path.parent / (named or f"corpus/{path.stem}.yaml")
     return registry.grammars_dir() / "corpus" / f"{grammar}.yaml"
 
 
@@ -62,6 +68,8 @@ def load_cases(grammar: str, sets: dict | None = None) -> list[Case]:
     """The corpus cases of a bundled grammar (an alias without its own corpus runs its target's cases)."""
     path = corpus_path(grammar)
     if not path.exists():
+        if registry._is_path(grammar):
+            return []
         target = registry.read(registry.grammar_path(grammar))[0].get("alias_of")
         if not target:
             return []

@@ -2,8 +2,10 @@
 
 Each section gives what the file says (description, model globs, default reasoning, policies, the encoding
 blocks it uses, the markers that start a call) and its example with the parse toolgram makes of it, so the
-page cannot drift from the grammars.  ``python -m toolgram.formats_doc`` rewrites the page;
-tests/test_formats_doc.py checks that it is up to date.
+page cannot drift from the grammars.  The last part, real chat templates, comes from the template table the
+tests check (``tests/data/templates.yaml``): which grammar each of llama.cpp's templates maps to, the
+templates with no tool-call syntax, and what each template's round trip showed.  ``python -m
+toolgram.formats_doc`` rewrites the page; tests/test_formats_doc.py checks that it is up to date.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from toolgram.api import load
 from toolgram.compiler import registry
 from toolgram.ir import BLOCK
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "formats.md"
+TEMPLATES = ROOT / "tests" / "data" / "templates.yaml"
 
 HEAD = """# Formats
 
@@ -79,6 +83,71 @@ def _reasoning_section(name: str) -> str:
             f"{_cell(' '.join(str(data.get('description', '')).split()))} |\n")
 
 
+_CASES = {"single": "one call", "parallel": "two calls", "zero_args": "no arguments", "nested": "nested values",
+          "strings": "hard strings", "markers": "the family's markers in a string", "scalars": "numbers and "
+          "booleans", "content": "content before the calls"}
+
+
+def _template_notes(e: dict) -> str:
+    notes = []
+    if e.get("calls") == "ignored":
+        notes.append("the template does not render `tool_calls` (no round trip)")
+    if e.get("calls") == "other":
+        notes.append(f"renders calls as `{e['rendered_as']}` reads them, not as the model writes them")
+    if e.get("parallel") == "refused":
+        notes.append("refuses several calls in one message")
+    elif e.get("parallel") == "one-per-turn":
+        notes.append("each call ends the turn (one call per generation)")
+    elif e.get("parallel") == "first-only":
+        notes.append("renders only the first call of a message")
+    if e.get("tools") == "not-rendered":
+        notes.append("does not write the request's tools into the prompt")
+    for case, why in (e.get("skip_cases") or {}).items():
+        notes.append(f"{_CASES.get(case, case)}: {why}")
+    cf = e.get("constraint_fails")
+    if cf:
+        which = "all cases" if cf["cases"] == "all" else ", ".join(_CASES.get(c, c) for c in cf["cases"])
+        notes.append(f"constraint ({which}): {cf['reason']}")
+    if e.get("needs_prompt"):
+        notes.append(f"reasoning start state needs `prompt=` (issue 14): {e['needs_prompt']}")
+    if e.get("note"):
+        notes.append(e["note"])
+    return "; ".join(notes) or "round trip passes"
+
+
+def _templates_section() -> str:
+    if not TEMPLATES.exists():
+        return ""
+    import yaml
+    table = yaml.safe_load(TEMPLATES.read_text(encoding="utf-8"))["templates"]
+    out = ["\n## Real chat templates\n\n"
+           "llama.cpp's chat templates (`models/templates/*.jinja`, fetched by `python tests/data/fetch.py`), "
+           "each with the model id its file names and what `toolgram.for_model` / `reasoning_for_model` give "
+           "for it.  tests/test_templates.py renders tool-call conversations through every mapped template in "
+           "the server's sandbox and parses the assistant text back (single, parallel, no-argument, nested, "
+           "hard-string, marker-text, number and boolean calls, content before calls), streaming equal to "
+           "one-shot, and checks that `required` / `auto` constraints accept it.  Where a template cannot "
+           "carry a case, or writes calls in a form the model does not, the note says so; each such note is "
+           "checked to still hold.  Table: `tests/data/templates.yaml`.\n\n"
+           "| template | model id | grammar | reasoning | round trip |\n|---|---|---|---|---|\n"]
+    for stem, e in sorted(table.items(), key=lambda kv: kv[0].lower()):
+        if e["status"] != "mapped":
+            continue
+        out.append(f"| `{stem}` | `{e['model']}` | [{e['grammar']}](#{e['grammar']}) | "
+                   f"{e.get('reasoning') or '-'} | {_cell(_template_notes(e))} |\n")
+    out.append("\n### Templates with no tool-call syntax\n\n")
+    for stem, e in sorted(table.items(), key=lambda kv: kv[0].lower()):
+        if e["status"] == "no-tool-calls":
+            out.append(f"- `{stem}` (`{e['model']}`): {e.get('note', 'no tool calls')}\n")
+    out.append("\n### Templates whose call syntax no bundled grammar reads yet\n\n"
+               "| template | model id | syntax, and who adds it |\n|---|---|---|\n")
+    for stem, e in sorted(table.items(), key=lambda kv: kv[0].lower()):
+        if e["status"] == "needs-grammar":
+            extra = f" ({e['note']})" if e.get("note") else ""
+            out.append(f"| `{stem}` | `{e['model']}` | {_cell(e['needs'] + extra)} |\n")
+    return "".join(out)
+
+
 def render() -> str:
     names = registry.grammar_names()
     out = [HEAD]
@@ -91,6 +160,7 @@ def render() -> str:
     out += [_reasoning_section(n) for n in registry.reasoning_names()]
     for name in names:
         out.append("\n" + _section(name))
+    out.append(_templates_section())
     return "".join(out)
 
 
