@@ -167,8 +167,12 @@ class Output:
             self._seg(kind, text)
 
     def fail(self) -> None:
-        """The region broke: a committed call is closed as sent, everything uncommitted is content."""
-        self.recoveries += 1
+        """The region broke: a committed call is closed as sent, everything uncommitted is content.
+
+        A region that stops fitting right after optional whitespace that follows its last complete part (a
+        separator with no call after it) is not malformed: that whitespace is content, verbatim."""
+        if self.call is not None or not self.pending or not all(t.isspace() for _, t in self.pending):
+            self.recoveries += 1
         call = self.call
         self.call = None
         if call is not None and call.committed:
