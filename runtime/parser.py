@@ -151,12 +151,36 @@ def _extract(regex, text: str, group: str) -> str | None:
     return value.strip() if value else None
 
 
+def start_state(grammar: CompiledGrammar, reasoning: bool = True, prompt: str | None = None) -> str:
+    """Where the output starts, as transformers' ``parse_response(prefix=...)`` decides it from the prompt.
+
+    No prompt: the reasoning grammar's own default (``starts_inside``).  With the rendered prompt (or its
+    tail): a prompt ending with the reasoning closer (``<think></think>``, DeepSeek's thinking-off
+    ``</think>``) starts in content; one ending with the opener (``<think>\n``) starts inside reasoning; any
+    other prompt starts in content where the model may still open a block itself.  Whitespace at the end of
+    the prompt is ignored.  ``reasoning=False`` (the request turned thinking off) always starts in content.
+    """
+    states = grammar.tables.start_states
+    if not reasoning:
+        return "plain" if "plain" in states else "start"
+    spec = grammar.reasoning
+    if prompt is None or spec is None or "inside" not in states:
+        return "start"
+    tail = prompt.rstrip()
+    if spec.close and tail.endswith(spec.close):
+        return "plain"
+    if spec.open and tail.endswith(spec.open.rstrip()):
+        return "inside"
+    return "maybe"
+
+
 class StreamingParser:
     """Parses one model response incrementally.  Use `feed` per delta, `close` at the end, then `result`."""
 
-    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True):
+    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True,
+                 prompt: str | None = None):
         tables = grammar.tables
-        start = "start" if reasoning or "plain" not in tables.start_states else "plain"
+        start = start_state(grammar, reasoning, prompt)
         self._acts = tables.actions
         self._gotos = tables.gotos
         self._rules = tables.rules

@@ -41,14 +41,16 @@ class Grammar:
         """Markers that start a tool call from content."""
         return self.compiled.triggers
 
-    def stream(self, tools=None, *, new_id=None, reasoning: bool = True) -> StreamingParser:
+    def stream(self, tools=None, *, new_id=None, reasoning: bool = True, prompt: str | None = None) -> StreamingParser:
         """A fresh incremental parser for one response.
 
         ``tools``: the request's OpenAI ``tools`` (types XML-ish values, flags unknown names).
         ``new_id``: callable returning ids for calls without a native id (default ``call_<random>``).
         ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
+        ``prompt``: the rendered prompt (or its tail); it decides whether the output starts inside reasoning
+        (the template opened ``<think>``) or in content (it closed it, or opened nothing).
         """
-        return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning)
+        return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning, prompt=prompt)
 
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
@@ -67,9 +69,10 @@ class Grammar:
                                 dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning,
                                 max_calls=max_calls)
 
-    def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True) -> ParseResult:
-        """Parse a whole output (exactly what streaming it in one delta gives)."""
-        p = self.stream(tools, new_id=new_id, reasoning=reasoning)
+    def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True,
+              prompt: str | None = None) -> ParseResult:
+        """Parse a whole output (exactly what streaming it in one delta gives); ``prompt`` as in `stream`."""
+        p = self.stream(tools, new_id=new_id, reasoning=reasoning, prompt=prompt)
         p.feed(text)
         p.close()
         return p.result
