@@ -178,7 +178,7 @@ class StreamingParser:
     """Parses one model response incrementally.  Use `feed` per delta, `close` at the end, then `result`."""
 
     def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True,
-                 prompt: str | None = None):
+                 prompt: str | None = None, on_truncated: str = "keep", on_unknown_tool: str | None = None):
         tables = grammar.tables
         start = start_state(grammar, reasoning, prompt)
         self._acts = tables.actions
@@ -190,7 +190,14 @@ class StreamingParser:
         self._stack = [tables.start_states[start]]
         self._end_state = tables.end_states[start]
         self._snap = list(self._stack)
-        self._out = Output(ToolSchemas(tools), grammar.policies, new_id)
+        policies = grammar.policies
+        if on_unknown_tool is not None:       # per parse: keep (flagged) | content | error
+            if on_unknown_tool not in ("keep", "content", "error"):
+                raise ValueError(f"on_unknown_tool must be keep, content or error, not {on_unknown_tool!r}")
+            policies = {**policies, "unknown_tool": {"content": "reject"}.get(on_unknown_tool, on_unknown_tool)}
+        if on_truncated not in ("keep", "content"):
+            raise ValueError(f"on_truncated must be keep or content, not {on_truncated!r}")
+        self._out = Output(ToolSchemas(tools), policies, new_id, on_truncated)
         self._buf = ""
         self._offset = 0          # stream offset of _buf[0]
         self._active = None       # the run or block being read
