@@ -19,7 +19,7 @@ from toolgram.compiler.build import compile_data, read, reasoning_spec
 from toolgram.compiler.compiled import CompiledGrammar, ReasoningSpec
 from toolgram.compiler.errors import GrammarError
 
-_CACHE_VERSION = "8"
+_CACHE_VERSION = "10-g14"
 DEFAULT = object()
 
 
