@@ -53,18 +53,20 @@ def _is_path(name: str) -> bool:
 def grammar_path(name: str) -> Path:
     if _is_path(name):
         return Path(name)
-    path = grammars_dir() / f"{name}.yaml"
+    path = grammars_dir() / f"{_unalias(name, grammars_dir(), alias_table())}.yaml"
     if not path.exists():
-        raise GrammarError(f"no grammar named {name!r}; bundled: {', '.join(grammar_names())}")
+        raise GrammarError(f"no grammar named {name!r}; bundled: {', '.join(grammar_names())} "
+                           f"(and their aliases: toolgram list --aliases)")
     return path
 
 
 def reasoning_path(name: str) -> Path:
     if _is_path(name):
         return Path(name)
-    path = grammars_dir() / "reasoning" / f"{name}.yaml"
+    path = grammars_dir() / "reasoning" / f"{_unalias(name, grammars_dir() / 'reasoning', reasoning_alias_table())}.yaml"
     if not path.exists():
-        raise GrammarError(f"no reasoning grammar named {name!r}; bundled: {', '.join(reasoning_names())}")
+        raise GrammarError(f"no reasoning grammar named {name!r}; bundled: {', '.join(reasoning_names())} "
+                           f"(and their aliases: toolgram list --aliases)")
     return path
 
 
@@ -89,6 +91,11 @@ def _source_hash() -> str:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     hit = _SOURCES[modules] = h.hexdigest()
     return hit
+
+
+def _unalias(name: str, folder: Path, table: dict) -> str:
+    """A bundled grammar's own name wins; else the grammar that lists ``name`` among its ``aliases``."""
+    return name if (folder / f"{name}.yaml").exists() else table.get(name, name)
 
 
 def _fingerprint(*paths: Path) -> str:
@@ -228,6 +235,32 @@ def _globs_table(folder: Path) -> list[tuple[str, tuple]]:
         table = [(p.stem, tuple(read(p)[0].get("models", ()))) for p in files]
         hit = _TABLES[folder] = (stamp, table)
     return hit[1]
+
+
+_ALIASES: dict = {}   # folder -> (fingerprint of its files, {alias: grammar name})
+
+
+def _aliases_of(folder: Path) -> dict:
+    files = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in files)
+    hit = _ALIASES.get(folder)
+    if hit is None or hit[0] != stamp:
+        table = {}
+        for p in files:
+            for alias in read(p)[0].get("aliases", ()):
+                table.setdefault(alias, p.stem)
+        hit = _ALIASES[folder] = (stamp, table)
+    return hit[1]
+
+
+def alias_table() -> dict:
+    """``{peer parser name: bundled tool-call grammar}`` from the grammars' ``aliases`` fields."""
+    return _aliases_of(grammars_dir())
+
+
+def reasoning_alias_table() -> dict:
+    """``{peer reasoning-parser name: bundled reasoning grammar}``."""
+    return _aliases_of(grammars_dir() / "reasoning")
 
 
 def model_table() -> list[tuple[str, tuple]]:

@@ -52,6 +52,9 @@ _policies = {
     },
 }
 
+# a peer's parser name: vLLM and Dynamo use "-" and "." too (deepseek-v4, granite-20b-fc)
+PEER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
 _TOOLS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -61,6 +64,8 @@ _TOOLS_SCHEMA = {
         "kind": {"const": "tools"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "reasoning": {"type": ["string", "null"], "pattern": NAME},
         "alias_of": {"type": "string", "pattern": NAME},
         "example": {"type": "string"},
@@ -91,6 +96,8 @@ ALIAS_SCHEMA = {
         "kind": {"const": "tools"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "reasoning": {"type": ["string", "null"], "pattern": NAME},
         "alias_of": {"type": "string", "pattern": NAME},
         "corpus": {"type": "string"},
@@ -106,6 +113,8 @@ REASONING_SCHEMA = {
         "kind": {"const": "reasoning"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "open": {"type": "string", "minLength": 1, "description": "the marker that opens reasoning"},
         "close": {"type": "string", "minLength": 1, "description": "the marker that closes it"},
         "starts_inside": {"type": "boolean", "description": "the prompt already opened the block"},

@@ -103,7 +103,15 @@ def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) ->
         keys = {t for target in targets for t in actions[target]}
     else:
         keys = set(actions[state])
+    content_terms = {t for t, spec in specs.items() if spec.kind == TEXT and spec.role == "content"}
+
+    def leads_back_to_content(t: str) -> bool:
+        # a standalone markup token (an end-of-turn token, a response tag): once shifted, content text may
+        # follow at once, so it starts no call region and is not a trigger
+        return any(content_terms & set(actions[acts[t]]) for acts in actions if acts.get(t, -1) >= 0)
+
     out = {x for t in keys if t in specs and specs[t].kind == LITERAL and not t.startswith("TG_")
+           and not leads_back_to_content(t)
            for x in specs[t].spellings}                    # (reasoning markers are not call triggers)
     return tuple(sorted(out, key=lambda x: (-len(x), x)))
 

@@ -140,12 +140,36 @@ def _extract(regex, text: str, group: str) -> str | None:
     return value.strip() if value else None
 
 
+def start_state(grammar: CompiledGrammar, reasoning: bool = True, prompt: str | None = None) -> str:
+    """Where the output starts, as transformers' ``parse_response(prefix=...)`` decides it from the prompt.
+
+    No prompt: the reasoning grammar's own default (``starts_inside``).  With the rendered prompt (or its
+    tail): a prompt ending with the reasoning closer (``<think></think>``, DeepSeek's thinking-off
+    ``</think>``) starts in content; one ending with the opener (``<think>\n``) starts inside reasoning; any
+    other prompt starts in content where the model may still open a block itself.  Whitespace at the end of
+    the prompt is ignored.  ``reasoning=False`` (the request turned thinking off) always starts in content.
+    """
+    states = grammar.tables.start_states
+    if not reasoning:
+        return "plain" if "plain" in states else "start"
+    spec = grammar.reasoning
+    if prompt is None or spec is None or "inside" not in states:
+        return "start"
+    tail = prompt.rstrip()
+    if spec.close and tail.endswith(spec.close):
+        return "plain"
+    if spec.open and tail.endswith(spec.open.rstrip()):
+        return "inside"
+    return "maybe"
+
+
 class StreamingParser:
     """Parses one model response incrementally.  Use `feed` per delta, `close` at the end, then `result`."""
 
-    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True):
+    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True,
+                 prompt: str | None = None, on_truncated: str = "keep", on_unknown_tool: str | None = None):
         tables = grammar.tables
-        start = "start" if reasoning or "plain" not in tables.start_states else "plain"
+        start = start_state(grammar, reasoning, prompt)
         self._acts = tables.actions
         self._gotos = tables.gotos
         self._rules = tables.rules
@@ -155,7 +179,14 @@ class StreamingParser:
         self._stack = [tables.start_states[start]]
         self._end_state = tables.end_states[start]
         self._snap = list(self._stack)
-        self._out = Output(ToolSchemas(tools), grammar.policies, new_id)
+        policies = grammar.policies
+        if on_unknown_tool is not None:       # per parse: keep (flagged) | content | error
+            if on_unknown_tool not in ("keep", "content", "error"):
+                raise ValueError(f"on_unknown_tool must be keep, content or error, not {on_unknown_tool!r}")
+            policies = {**policies, "unknown_tool": {"content": "reject"}.get(on_unknown_tool, on_unknown_tool)}
+        if on_truncated not in ("keep", "content"):
+            raise ValueError(f"on_truncated must be keep or content, not {on_truncated!r}")
+        self._out = Output(ToolSchemas(tools), policies, new_id, on_truncated)
         self._buf = ""
         self._offset = 0          # stream offset of _buf[0]
         self._active = None       # the run or block being read

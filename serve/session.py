@@ -259,7 +259,9 @@ class ChatSession(_Base):
             top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()} or None)
         self.prompt_tokens = len(ids) if ids is not None else 0
-        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning)
+        # the rendered prompt decides whether the output starts inside reasoning the template opened
+        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning,
+                                                             prompt=prompt)
         self.content_parts: list[str] = []
 
     def _check_compiles(self, g) -> None:

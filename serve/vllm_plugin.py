@@ -4,7 +4,8 @@
         --tool-call-parser toolgram-NAME
 
 Importing this file registers one parser per bundled grammar, named ``toolgram-<grammar>`` (``toolgram list``
-shows them).  A grammar file of your own is registered as ``toolgram-file`` when ``TOOLGRAM_GRAMMAR=PATH`` is
+shows them), and one per peer parser name a grammar answers to, ``toolgram-<alias>`` (``toolgram list
+--aliases``: ``--tool-call-parser toolgram-qwen3_xml``).  A grammar file of your own is registered as ``toolgram-file`` when ``TOOLGRAM_GRAMMAR=PATH`` is
 set.  Each parser:
 
 * ``adjust_request``: keeps special tokens in the output (markers are often special tokens) and, for
@@ -25,6 +26,7 @@ import re
 import typing
 
 import toolgram
+from toolgram.compiler import registry
 from toolgram.errors import ConstraintError
 from toolgram.request import parse_request
 from vllm.entrypoints.generate.base.protocol import DeltaMessage
@@ -162,11 +164,13 @@ def register() -> list[str]:
     """Register a parser per bundled grammar (and ``TOOLGRAM_GRAMMAR``'s file); return their names."""
     names = []
     refs = [(PREFIX + n, n) for n in toolgram.grammars()]
+    # the peers' parser names too (toolgram list --aliases): --tool-call-parser toolgram-qwen3_xml
+    refs += [(PREFIX + alias, n) for alias, n in sorted(registry.alias_table().items())]
     extra = os.environ.get("TOOLGRAM_GRAMMAR")
     if extra:
         refs.append((PREFIX + "file", extra))
     for name, ref in refs:
-        cls = type(_class_name(ref), (GrammarParser,), {"grammar_ref": ref, "__module__": __name__})
+        cls = type(_class_name(name[len(PREFIX):]), (GrammarParser,), {"grammar_ref": ref, "__module__": __name__})
         globals()[cls.__name__] = cls
         ToolParserManager.register_module(name, module=cls)
         names.append(name)

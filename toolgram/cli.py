@@ -162,6 +162,15 @@ def cmd_new(args) -> int:
 
 
 def cmd_list(args) -> int:
+    if args.aliases:
+        # peers' parser names (Dynamo --dyn-tool-call-parser / --dyn-reasoning-parser, vLLM --tool-call-parser /
+        # --reasoning-parser) that are not a bundled grammar's own name; a grammar's own name works as is
+        for title, table in (("tool-call parser", registry.alias_table()),
+                             ("reasoning parser", registry.reasoning_alias_table())):
+            print(f"{title} names:")
+            for alias, name in sorted(table.items()):
+                print(f"  {alias:24} {name}")
+        return 0
     if args.reasoning_grammars:
         for name, models in registry.reasoning_table():
             print(f"{name:16} {', '.join(models)}")
@@ -319,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("list", help="list bundled grammars and their model globs")
     li.add_argument("--reasoning-grammars", action="store_true", help="list reasoning grammars instead")
+    li.add_argument("--aliases", action="store_true",
+                    help="list the peers' parser names (Dynamo, vLLM) each grammar answers to")
     li.set_defaults(func=cmd_list)
 
     _add_serve(sub)
