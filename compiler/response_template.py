@@ -341,6 +341,16 @@ def _merge(units: list) -> list:
             out.append(("alt", [_merge(a) for a in u[1]], u[2]))
         else:
             out.append(u)
+    # Python's regex parser factors a common prefix out of alternatives ("<|a|>|<|b|>" -> "<|" (a|>|b|>));
+    # markers must stay whole (a text run ends where a whole marker begins), so fold the prefix back in
+    folded = []
+    for u in out:
+        texts = _literal_alts([u]) if u[0] == "alt" and not u[2] else None
+        if texts and folded and folded[-1][0] == "lit" and all(texts):
+            prev = folded.pop()[1]
+            u = ("alt", [[("lit", prev + t)] for t in texts], False)
+        folded.append(u)
+    out = folded
     # a whitespace run followed by a whitespace literal (\s*\n): one pattern, as the regex backtracks
     merged = []
     for u in out:
@@ -647,10 +657,18 @@ def _xml_args(f, b: _Builder, where: str, source, close_first=()) -> tuple[str, 
         raise _err(pw, f"invalid regex: {e}", source) from None
     if "key" not in g or "value" not in g:
         raise _err(pw, "needs named groups key and value", source)
-    vtype = _value_type(args.get("value_parser"), f"{where}.content_args.value_parser", source)
+    vp = args.get("value_parser")
     units = parse_regex(tp, pw, source)
+    vi = next((i for i, u in enumerate(units) if u[0] == "group" and u[1] == "value"), None)
+    if vi is None:
+        raise _err(pw, "group 'value' must stand at the top level of the pattern, not inside an alternative",
+                   source)
+    items = units[vi][2]
+    if not (len(items) == 1 and items[0][0] is C.MIN_REPEAT and len(items[0][1][2]) == 1):
+        raise _err(pw, "group 'value' must be a lazy run such as (?P<value>.*?) ended by a literal marker; "
+                   "this one (alternatives, bounded bracket nesting...) has no streaming equivalent", source)
+    vtype = _value_type(vp, f"{where}.content_args.value_parser", source)
     # whitespace around the value is the value's strip (the regex trims it)
-    vi = next(i for i, u in enumerate(units) if u[0] == "group" and u[1] == "value")
     strip = False
     if vi + 1 < len(units) and units[vi + 1][0] == "ws":
         units = units[:vi + 1] + units[vi + 2:]
@@ -659,6 +677,8 @@ def _xml_args(f, b: _Builder, where: str, source, close_first=()) -> tuple[str, 
         units = units[:vi - 1] + units[vi:]
         vi -= 1
         strip = True
+    if isinstance(vp, dict) and (vp.get("args") or {}).get("strip", True):
+        strip = True              # the text (or json) value parser strips the value
     if vtype == "json" and (vi == 0 or units[vi - 1][0] != "lit"):
         raise _err(pw, "a typed value_parser needs a marker right before the value", source)
 
@@ -698,23 +718,24 @@ def _xml_args(f, b: _Builder, where: str, source, close_first=()) -> tuple[str, 
             body = _emit(units, b, pw, {"key": key, "value": value})
     except _Refuse as e:
         raise _err(pw, str(e), source) from None
-    b.rules.append(f"arg: {body}")
+    b.rules.append(f"arg: {body} {b.ws()}?")
     # text between tags is skipped by the reference (it finds tags with finditer): a markup run that stops
     # where a tag or the region's closer may begin
-    stops = [u[1] for u in units[:1] if u[0] == "lit"] + list(close_first)
-    skip = "(?:(?!" + "|".join(regex.escape(x) for x in stops) + r")[\s\S])+"
+    stops = [regex.escape(u[1]) for u in units[:1] if u[0] == "lit"] + list(close_first)
+    skip = "(?:(?!" + "|".join(stops) + r")[\s\S])+"
     t = b.term("SKIP", {}, f"{where}.content_args.tag_pattern", _regex_lit(skip))
-    return f"(arg | {t})*", "arg"
+    return f"{b.ws()}? (arg | {t})*", "arg"
 
 
 def _closer_heads(f, where, source) -> list[str]:
-    """The literal texts a field's closer may begin with (after its leading whitespace)."""
+    """Regexes of what ends a region's tag list: its closer (the reference finds the closer first and reads
+    tags before it, so text between tags may hold anything but a whole closer)."""
     cl = f["_close"]
     if cl is None:
         return []
-    units = _strip_lead_ws(_drop_end(_anchor_units(cl, where, source)))
-    texts = _literal_alts(units[:1]) or []
-    return [t for t in texts if t]
+    if cl[0] == "lits":
+        return [regex.escape(x) for x in cl[1]]
+    return [f"(?:{cl[1]})"]
 
 
 def _kv_args(f, b: _Builder, where: str, source) -> tuple[str, str]:

@@ -7,8 +7,9 @@ from toolgram.compiler.constraint import Constraint
 from toolgram.compiler.errors import ConstraintError, GrammarError
 from toolgram.runtime.parser import StreamingParser
 from toolgram.runtime.types import Call as ToolCall, ParseResult
+from toolgram.response_templates import from_response_template
 
 __version__ = "0.1.0"
 
-__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "grammars",
+__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "from_response_template", "grammars",
            "load", "reasoning_for_model", "reasoning_grammars", "__version__"]
