@@ -399,6 +399,8 @@ class _Builder:
         self.n = 0
         self.name_pattern = None
         self.uses_ws = False
+        self.markers: dict = {}
+        self.named = False         # write literals as named TG_ markers (text regions)
 
     def term(self, prefix: str, opts: dict, path: str, lark_def: str | None = None) -> str:
         self.n += 1
@@ -408,6 +410,15 @@ class _Builder:
         if opts:
             self.terms[name] = opts
         self.paths[name] = path
+        return name
+
+    def marker(self, text: str) -> str:
+        """A named terminal for a marker of a text region (reasoning, content closers): the TG_ prefix keeps
+        it out of the call triggers, so tool_choice "none" does not ban it."""
+        name = self.markers.get(text)
+        if name is None:
+            name = self.markers[text] = f"TG_TPL_{len(self.markers) + 1}"
+            self.rules.append(f"{name}: {_lit(text)}")
         return name
 
     def ws(self) -> str:
@@ -429,7 +440,7 @@ def _emit(units, b: _Builder, path: str, groups: dict, follows_text: bool = Fals
     for k, u in enumerate(units):
         kind = u[0]
         if kind == "lit":
-            parts.append(_lit(u[1]))
+            parts.append(b.marker(u[1]) if b.named else _lit(u[1]))
         elif kind == "end":
             continue
         elif kind == "ws":
@@ -795,7 +806,8 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
         heads = []
         for fname, f in fields.items():
             op = f["_open"]
-            units = _strip_lead_ws(_anchor_units(op, f"fields.{fname}.open", source))
+            units = _strip_lead_ws(_anchor_units(
+                op, f"fields.{fname}.{'open' if op[0] == 'lits' else 'open_pattern'}", source))
             heads += [t for t in (_literal_alts(units[:1]) or []) if t]
         sink = "(?:(?!" + "|".join(regex.escape(x) for x in sorted(set(heads))) + r")[\s\S])+"
         items.append(b.term("OUTSIDE", {}, "fields", _regex_lit(sink)))
@@ -831,7 +843,8 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
         except _Refuse as e:
             raise _err(f"{where}.{key}", str(e), source) from None
 
-    # the implicit field's close: markup between texts
+    # the implicit field's close and the text regions: markup between texts, not call markers
+    b.named = True
     if implicit is not None:
         f = fields[implicit]
         c = close_parts(f, f"fields.{implicit}", True)
@@ -853,6 +866,7 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
             items.append(rule)
         b.rules.append(f"{rule}_open: {o} {body}?")
         tails.append(f"{rule}_open")
+    b.named = False
     calls = {"rule": "call"}
     # a region opens only when its whole opener matched: a call is certain when its arguments start
     policies = {"commit": "arguments"}
@@ -926,7 +940,10 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
             b.rules.append(f"calls: {o} {body} {c or ''}".rstrip())
             calls["region"] = "calls"
         else:
-            b.rules.append(f"call: {o} {args_lark} {c or ''}".rstrip())
+            # whitespace after a call's closer is a separator (the reference's patterns swallow it on one
+            # side or the other), so that consecutive calls are one region for constraints
+            sep = "" if (c or "").endswith("WS?") or not c else f" {b.ws()}?"
+            b.rules.append(f"call: {o} {args_lark} {c or ''}{sep}".rstrip())
             b.rules.append("calls: call+")
             calls["region"] = "calls"
         items.append("calls")
@@ -1022,9 +1039,11 @@ def _safe_name(name: str | None) -> str:
     return s[:64]
 
 
-def compile_template(obj, prefix: str | None = None, name: str | None = None) -> CompiledGrammar:
+def compile_template(obj, prefix: str | None = None, name: str | None = None,
+                     source: str | None = None) -> CompiledGrammar:
     """Compile a response template (dict, JSON file or model directory) into a `CompiledGrammar`."""
-    spec, source, model = load(obj)
+    spec, loaded_from, model = load(obj)
+    source = source or loaded_from
     data, paths = translate(spec, prefix, name=_safe_name(name or model), source=source)
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1 << 16)
     src = source or "<response_template>"

@@ -57,4 +57,9 @@ def differences() -> dict:
     for e in data["cases"]:
         assert e["reason"] in reasons, e
         table[(e["template"], e["case"])] = e
-    return {"reasons": reasons, "cases": table, "reference_streaming": data.get("reference_streaming", [])}
+    export = {}
+    for e in data.get("export_cases", []):
+        assert e["reason"] in reasons, e
+        export[(e["template"], e["case"])] = e
+    return {"reasons": reasons, "cases": table, "reference_streaming": data.get("reference_streaming", []),
+            "export_cases": export}

@@ -38,7 +38,7 @@ def from_response_template(obj, prefix: str | None = None, name: str | None = No
     Raises `toolgram.GrammarError` naming the field path of anything that cannot be compiled exactly.
     """
     template, source, model = rt.load(obj)
-    compiled = rt.compile_template(template, prefix, name=name or model)
+    compiled = rt.compile_template(template, prefix, name=name or model, source=source)
     if source:
         compiled.file = source
     return TemplateGrammar(compiled, template, source, prefix)
@@ -112,11 +112,21 @@ def reference_stream(template: dict, deltas, prefix: str = "", tools=None) -> di
     return normalize_reference(message)
 
 
-def difference(ours: dict, ref: dict) -> str | None:
-    """Which part of two normalized readings differs ("error", "content", "reasoning", "calls"), or None."""
+def _squeeze(text):
+    return " ".join(text.split()) if isinstance(text, str) else text
+
+
+def difference(ours: dict, ref: dict, loose_whitespace: bool = False) -> str | None:
+    """Which part of two normalized readings differs ("error", "content", "reasoning", "calls"), or None.
+
+    ``loose_whitespace``: compare text with whitespace runs squeezed (a template has no separators between
+    calls: the whitespace a grammar reads as a separator is content to a template)."""
     if "error" in ref:
         return "error"
     for key in ("calls", "content", "reasoning"):
-        if ours[key] != ref[key]:
+        a, b = ours[key], ref[key]
+        if loose_whitespace and key != "calls":
+            a, b = _squeeze(a), _squeeze(b)
+        if a != b:
             return key
     return None
