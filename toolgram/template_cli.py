@@ -77,15 +77,9 @@ _SAMPLE_CALLS = [{"name": "get_weather", "arguments": {"city": "Paris", "days": 
                  {"name": "get_weather", "arguments": {"city": "Rome", "days": 1}}]
 
 
-def render_calls(chat_template: str, template: dict) -> str | None:
-    """The assistant message with two calls as the checkpoint's chat template renders it (the text after the
-    template's last start anchor), or None where it cannot be rendered."""
-    import regex
-    try:
-        import jinja2
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError:
-        return None
+def _env():
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(msg):
         raise jinja2.TemplateError(msg)
@@ -93,6 +87,29 @@ def render_calls(chat_template: str, template: dict) -> str | None:
     env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False, separators=None, sort_keys=False: \
         json.dumps(x, indent=indent, ensure_ascii=ensure_ascii, separators=separators, sort_keys=sort_keys)
     env.globals["raise_exception"] = raise_exception
+    return env
+
+
+def generation_prompt(chat_template: str | None) -> str | None:
+    """The prompt a chat template renders for one user message with the generation prompt (what opens the
+    assistant turn: a thinking block it prefills decides where output starts), or None."""
+    if not chat_template:
+        return None
+    try:
+        return _env().from_string(chat_template).render(messages=[{"role": "user", "content": "Hi"}],
+                                                        add_generation_prompt=True, bos_token="", eos_token="")
+    except Exception:
+        return None
+
+
+def render_calls(chat_template: str, template: dict) -> str | None:
+    """The assistant message with two calls as the checkpoint's chat template renders it (the text after the
+    template's last start anchor), or None where it cannot be rendered."""
+    import regex
+    try:
+        env = _env()
+    except ImportError:
+        return None
     calls = [{"type": "function", "id": f"call_{i}", "function": dict(c)} for i, c in enumerate(_SAMPLE_CALLS)]
     messages = [{"role": "user", "content": "Weather in Paris and Rome?"},
                 {"role": "assistant", "content": "", "tool_calls": calls}]
