@@ -79,6 +79,18 @@ def _reasoning_section(name: str) -> str:
             f"{_cell(' '.join(str(data.get('description', '')).split()))} |\n")
 
 
+def _response_templates() -> str:
+    """Per grammar: whether `toolgram export NAME --to response-template` writes it, and why not."""
+    from toolgram.export import export_table
+    rows = ["\n## Response templates\n\n`toolgram export NAME --to response-template` writes a grammar as a "
+            "Hugging Face `response_template` where the spec can express it (see "
+            "[response-templates.md](response-templates.md)); otherwise it says why.\n\n"
+            "| grammar | exported | why not / notes |\n|---|---|---|\n"]
+    for name, (t, why) in export_table().items():
+        rows.append(f"| {name} | {'yes' if t else 'no'} | {_cell(why) or '-'} |\n")
+    return "".join(rows)
+
+
 def render() -> str:
     names = registry.grammar_names()
     out = [HEAD]
@@ -89,6 +101,7 @@ def render() -> str:
                "`--reasoning-parser`).\n\n| reasoning | markers | flags | models | description |\n"
                "|---|---|---|---|---|\n")
     out += [_reasoning_section(n) for n in registry.reasoning_names()]
+    out.append(_response_templates())
     for name in names:
         out.append("\n" + _section(name))
     return "".join(out)
