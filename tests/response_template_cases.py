@@ -61,5 +61,9 @@ def differences() -> dict:
     for e in data.get("export_cases", []):
         assert e["reason"] in reasons, e
         export[(e["template"], e["case"])] = e
+    bundled = {}
+    for e in data.get("bundled_cases", []):
+        assert e["reason"] in reasons, e
+        bundled[(e["template"], e["case"])] = e
     return {"reasons": reasons, "cases": table, "reference_streaming": data.get("reference_streaming", []),
-            "export_cases": export}
+            "export_cases": export, "bundled_cases": bundled}

@@ -59,3 +59,19 @@ def test_streaming_reference_agrees_or_is_named(key, case):
     d = difference(ours, one)
     entry = TABLE["cases"].get((key, case.name))
     assert (d is None) == (entry is None) and (d is None or entry["part"] == d)
+
+
+@pytest.mark.parametrize("key,case", CASES)
+def test_imported_template_agrees_with_the_bundled_grammar(key, case):
+    """Must hold: an imported template and toolgram's grammar of the same family read every corpus case of
+    that family alike (text compared with whitespace runs squeezed), or the case is listed with its reason."""
+    g = grammar(key)
+    ours = normalize_result(g.parse(case.output, tools=case.tools))
+    bundled = normalize_result(corpus.grammar_for(case).parse(case.output, case.tools, reasoning=case.reasoning))
+    d = difference(ours, bundled, loose_whitespace=True)
+    entry = TABLE["bundled_cases"].get((key, case.name))
+    if d is None:
+        assert entry is None, f"stale expected difference: {entry}"
+    else:
+        assert entry is not None, f"unexpected difference in {d}: template {ours} grammar {bundled}"
+        assert entry["part"] == d
