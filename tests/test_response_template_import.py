@@ -234,3 +234,15 @@ def test_auto_constraint_accepts_what_the_parser_reads(key, case, tools):
     tok, _ = tokenizer_for(g)
     why = accepts(g, g.constraint(tools, "auto", tokenizer=tok).text, case.output)
     assert why is None, why
+
+
+def test_the_grammar_file_an_import_amounts_to_compiles_alike(tmp_path):
+    """g.grammar_yaml() is a grammar file: toolgram.load reads it and parses like the import."""
+    for key in ("transformers:qwen3_5", "trl:gptoss"):
+        g = grammar(key)
+        path = tmp_path / f"{g.name}.yaml"
+        path.write_text(g.grammar_yaml())
+        f = toolgram.load(str(path))
+        for case in cases_of(key):
+            assert corpus.summary(f.parse(case.output, case.tools, new_id=corpus.counter_ids())) == \
+                corpus.summary(g.parse(case.output, case.tools, new_id=corpus.counter_ids()))
