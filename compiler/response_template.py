@@ -845,12 +845,16 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
 
     # the implicit field's close and the text regions: markup between texts, not call markers
     b.named = True
+    closes_calls = False
     if implicit is not None:
         f = fields[implicit]
         c = close_parts(f, f"fields.{implicit}", True)
         if c:
             b.rules.append(f"implicit_close: {c}")
-            items.append("implicit_close")
+            # the closer ends a text run or the calls (it is the end of the turn): an output may not start
+            # with it, so a required constraint cannot end the turn before its call
+            items[0] = f"{items[0]} implicit_close?"
+            closes_calls = True
     # text regions
     for fname, f in fields.items():
         if fname in (implicit, CALL_FIELD):
@@ -946,7 +950,7 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
             b.rules.append(f"call: {o} {args_lark} {c or ''}{sep}".rstrip())
             b.rules.append("calls: call+")
             calls["region"] = "calls"
-        items.append("calls")
+        items.append("calls implicit_close?" if closes_calls else "calls")
         if b.name_pattern:
             policies["name_pattern"] = b.name_pattern
     # where the prefix leaves the parser

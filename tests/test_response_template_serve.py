@@ -48,3 +48,35 @@ def test_cli_serve_exit_status(tmp_path, capsys):
     d = _model(tmp_path, TEMPLATES["trl:lfm2_2_5"])
     assert main(["serve", "--model", d]) == 2
     assert "fields.tool_calls.content_args.tag_pattern" in capsys.readouterr().err
+
+
+def test_served_template_model_says_which_parser_and_why(tmp_path):
+    """End to end: a (demo-weight) checkpoint that ships a response_template is served with it, and
+    /v1/models says so; a streamed tools request comes back through the imported grammar."""
+    import shutil
+
+    import httpx
+
+    from toolgram.serve import demo_model
+    from toolgram.serve.launch import Server
+    from toolgram.response_templates import from_response_template
+    t = TEMPLATES["transformers:qwen2"]
+    src = demo_model.for_grammar(from_response_template(t))
+    d = tmp_path / "Acme-7B"
+    shutil.copytree(src, d)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg["response_template"] = t
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with Server(["--model", str(d), "--max-calls", "1"]) as s:
+        entry = httpx.get(s.url + "/models", timeout=30).json()["data"][0]
+        assert entry["toolgram"]["tool_call_parser"] == "acme_7b"
+        assert "response_template" in entry["toolgram"]["tool_call_parser_source"]
+        r = httpx.post(s.url + "/chat/completions", timeout=120, json={
+            "model": entry["id"], "messages": [{"role": "user", "content": "weather?"}], "max_tokens": 200,
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string", "maxLength": 8}},
+                "required": ["city"]}}}], "tool_choice": "required"})
+        assert r.status_code == 200, r.text
+        calls = r.json()["choices"][0]["message"]["tool_calls"]
+        assert calls and calls[0]["function"]["name"] == "get_weather"
+        assert "city" in json.loads(calls[0]["function"]["arguments"])
