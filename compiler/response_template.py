@@ -258,7 +258,7 @@ def _is_space_item(item) -> bool:
 # Units: ("lit", text) | ("ws", optional) | ("pat", src, optional) | ("group", name, items, lazy_run)
 #        | ("alt", [[units]...], optional) | ("end",)
 
-def _units(items, where: str):
+def _units(items, where: str, names: dict):
     units = []
     i = 0
     items = list(items)
@@ -284,13 +284,13 @@ def _units(items, where: str):
             group, add, sub, body = av
             if add & (C.SRE_FLAG_IGNORECASE | C.SRE_FLAG_MULTILINE) or sub:
                 raise _Refuse("inline flags (?i)/(?m) inside a pattern")
-            name = _GROUP_NAMES.get(group) if group else None
+            name = names.get(group) if group else None
             if name is not None:
                 units.append(("group", name, list(body)))
             else:
-                units.extend(_units(body, where))
+                units.extend(_units(body, where, names))
         elif op is C.BRANCH:
-            alts = [_units(b, where) for b in av[1]]
+            alts = [_units(b, where, names) for b in av[1]]
             units.append(("alt", alts, False))
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, body = av
@@ -299,7 +299,7 @@ def _units(items, where: str):
             elif len(body) == 1 and _is_class(body[0]):
                 units.append(("pat", _unparse([items[i]]), lo == 0, op is C.MIN_REPEAT))
             elif (lo, hi) == (0, 1):
-                sub = _units(body, where)
+                sub = _units(body, where, names)
                 units.append(("alt", [sub], True))
             else:
                 raise _Refuse("a repeated group: nesting and unbounded repetition of several tokens have no "
@@ -312,9 +312,6 @@ def _units(items, where: str):
     return units
 
 
-_GROUP_NAMES: dict = {}
-
-
 def parse_regex(src: str, where: str, source) -> list:
     """The units of a regex, or a GrammarError naming ``where``."""
     try:
@@ -322,12 +319,11 @@ def parse_regex(src: str, where: str, source) -> list:
     except Exception as e:
         raise _err(where, f"uses regex syntax toolgram cannot translate ({e}); only the constructs Python's "
                    f"re module reads are supported", source) from None
-    _GROUP_NAMES.clear()
-    _GROUP_NAMES.update({v: k for k, v in parsed.state.groupdict.items()})
+    names = {v: k for k, v in parsed.state.groupdict.items()}
     if parsed.state.flags & (_stdre.IGNORECASE | _stdre.MULTILINE):
         raise _err(where, "case-insensitive or multiline flags are not supported", source)
     try:
-        return _merge(_units(list(parsed), where))
+        return _merge(_units(list(parsed), where, names))
     except _Refuse as e:
         raise _err(where, f"{e}", source) from None
 
