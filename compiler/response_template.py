@@ -250,9 +250,7 @@ def _is_space_item(item) -> bool:
     op, av = item
     if op not in (C.MAX_REPEAT, C.MIN_REPEAT) or len(av[2]) != 1 or not _is_class(av[2][0]):
         return False
-    src = _unparse(av[2])
-    return (all(regex.fullmatch(src, c) is None for c in "a<{[(0_.,:;!'\"")
-            and any(regex.fullmatch(src, c) is not None for c in " \n\t"))
+    return _unparse(av[2]) in (r"\s", r"[\s]")     # (other whitespace classes stay exact patterns)
 
 
 # Units: ("lit", text) | ("ws", optional) | ("pat", src, optional) | ("group", name, items, lazy_run)
@@ -297,7 +295,8 @@ def _units(items, where: str, names: dict):
             if _is_space_item(items[i]) and op is C.MAX_REPEAT and hi is C.MAXREPEAT:
                 units.append(("ws", lo == 0))
             elif len(body) == 1 and _is_class(body[0]):
-                units.append(("pat", _unparse([items[i]]), lo == 0, op is C.MIN_REPEAT))
+                # a token is never empty: x* is an optional x+, x{0,n} an optional x{1,n}
+                units.append(("pat", _unparse([(op, (max(lo, 1), hi, body))]), lo == 0, op is C.MIN_REPEAT))
             elif (lo, hi) == (0, 1):
                 sub = _units(body, where, names)
                 units.append(("alt", [sub], True))
@@ -447,14 +446,8 @@ def _emit(units, b: _Builder, path: str, groups: dict, follows_text: bool = Fals
             src, optional, lazy = u[1], u[2], u[3]
             if lazy:
                 raise _Refuse(f"a lazy run {src!r} outside a named group has no role (it would be markup text)")
-            if optional:
-                src = src[:-1] + "+" if src.endswith("*") else src
-                if regex.fullmatch(src, "", regex.DOTALL) is not None:
-                    src = src[:-1]      # x? -> x
-                t = b.term("P", {}, path, _regex_lit(src))
-                parts.append(t + "?")
-            else:
-                parts.append(b.term("P", {}, path, _regex_lit(src)))
+            t = b.term("P", {}, path, _regex_lit(src))
+            parts.append(t + "?" if optional else t)
         elif kind == "group":
             name, items = u[1], u[2]
             if name not in groups:

@@ -79,3 +79,16 @@ def test_json_lax_reads_relaxed_arguments():
                        "transform": {"type": "function", "function": {"name": "{name}", "arguments": "{content}"}}})
     r = toolgram.from_response_template(t).parse("<fn f>{a: 'x', b: true, c: [1, 2]}</fn>")
     assert [(c.name, json.loads(c.arguments)) for c in r.tool_calls] == [("f", {"a": "x", "b": True, "c": [1, 2]})]
+
+
+def test_regex_pieces_are_exact():
+    """A whitespace class other than \\s, and a bounded optional repeat, are the template's own classes:
+    `[ \\t]*` does not accept a newline, `{0,2}` not three."""
+    t = dict(BASE, fields={"content": {}, "tool_calls": {
+        "open_pattern": r"<c[ \t]*(?P<name>[a-z]{1,8}) {0,2}>", "close": "</c>", "repeats": True,
+        "content": "json", "transform": {"type": "function", "function": {"name": "{name}",
+                                                                         "arguments": "{content}"}}}})
+    g = toolgram.from_response_template(t)
+    for text in ('<c \t abc  >{"a": 1}</c>', '<c\nabc>{}</c>', '<cabc   >{}</c>', '<cabcdefghij>{}</c>'):
+        ours = normalize_result(g.parse(text))
+        assert difference(ours, reference_parse(t, text, "")) is None, text
