@@ -246,3 +246,17 @@ def test_the_grammar_file_an_import_amounts_to_compiles_alike(tmp_path):
         for case in cases_of(key):
             assert corpus.summary(f.parse(case.output, case.tools, new_id=corpus.counter_ids())) == \
                 corpus.summary(g.parse(case.output, case.tools, new_id=corpus.counter_ids()))
+
+
+@pytest.mark.parametrize("key", IMPORTED)
+def test_every_syntax_compiles_in_xgrammar(key):
+    """The three syntaxes of an imported template's constraints compile in xgrammar."""
+    xgr = pytest.importorskip("xgrammar")
+    from test_constraint_agreement import _xgrammar_compiler
+    g = grammar(key)
+    tok, comp = _xgrammar_compiler(g)
+    tools = corpus.tool_sets()["typed"] + corpus.tool_sets()["weather"]
+    for choice in CHOICES:
+        comp.compile_lark(g.constraint(tools, choice, tokenizer=tok, dialect="xgrammar").text)
+        comp.compile_grammar(xgr.Grammar.from_ebnf(g.constraint(tools, choice, syntax="gbnf").text))
+        comp.compile_structural_tag(g.constraint(tools, choice, syntax="structural_tag").text)
