@@ -218,6 +218,7 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             entry = {"id": name, "object": "model", "created": now(), "owned_by": info.owned_by,
                      "root": info.id, "max_model_len": info.max_model_len,
                      "toolgram": {"engine": cfg.engine.kind, "tool_call_parser": g.name,
+                                  "tool_call_parser_source": getattr(g, "selection", None),
                                   "reasoning_parser": g.reasoning, **info.notes}}
             data.append(entry)
         return {"object": "list", "data": data}

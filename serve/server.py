@@ -99,13 +99,18 @@ def choose_grammar(o: Options):
         reasoning = registry.DEFAULT
     if o.tool_call_parser:
         name = o.tool_call_parser
+        why = "--tool-call-parser"
+    elif o.model and _template_source(o.model):
+        return _template_grammar(o.model)
     elif o.model:
         name = next((n for n in (toolgram.for_model(m) for m in names) if n), None)
         if name is None:
             raise ServeError(f"no bundled grammar fits model {o.model!r}; pass --tool-call-parser NAME|FILE. "
                              f"Bundled grammars: {', '.join(toolgram.grammars())}")
+        why = f"the model name matches grammar {name}'s model globs (the checkpoint has no response_template)"
     else:
         name = DEMO_GRAMMAR
+        why = "no --model: the demo model's grammar"
     try:
         g = toolgram.load(name, reasoning)
         if reasoning is registry.DEFAULT and g.reasoning is None and not o.reasoning_parser:
@@ -115,6 +120,32 @@ def choose_grammar(o: Options):
     except toolgram.GrammarError as e:
         raise ServeError(f"{e}\nBundled grammars: {', '.join(toolgram.grammars())}; reasoning grammars: "
                          f"{', '.join(toolgram.reasoning_grammars())}") from None
+    g.selection = why
+    return g
+
+
+def _template_source(model: str):
+    """The checkpoint's tokenizer_config.json when it carries a response_template, else None."""
+    import json as _json
+    cfg = Path(model) / "tokenizer_config.json"
+    try:
+        return cfg if "response_template" in _json.loads(cfg.read_text(encoding="utf-8")) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _template_grammar(model: str):
+    """The checkpoint's own response_template compiled by toolgram; the prompt the chat template opens a turn
+    with decides where output starts.  A template that cannot be compiled stops the server with the error."""
+    import toolgram
+    from toolgram.template_cli import generation_prompt
+    prefix = generation_prompt(_model_template(model))
+    try:
+        g = toolgram.from_response_template(model, prefix=prefix)
+    except toolgram.GrammarError as e:
+        raise ServeError(f"the checkpoint's response_template cannot be compiled: {e}") from None
+    g.selection = ("the checkpoint's response_template (tokenizer_config.json), compiled by toolgram; it comes "
+                   "before model globs (--tool-call-parser overrides it)")
     return g
 
 
@@ -237,6 +268,7 @@ def run(o: Options) -> int:
     g = cfg.grammar
     log.info("toolgram serve: engine %s, model %s, grammar %s%s", cfg.engine.kind, cfg.engine.info.id, g.name,
              f" + reasoning {g.reasoning}" if g.reasoning else "")
+    log.info("tool-call parser %s: %s", g.name, getattr(g, "selection", ""))
     if getattr(cfg, "demo", False):
         log.warning("the model is toolgram's DEMO model: its weights are RANDOM. Its tool calls are well formed "
                     "(constrained decoding) but their values are noise. Pass --model PATH to serve a real model.")

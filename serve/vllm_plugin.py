@@ -21,6 +21,8 @@ The grammar is loaded without its reasoning grammar: in vLLM, reasoning is ``--r
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import typing
@@ -156,6 +158,27 @@ class GrammarParser(ToolParser):
         return "".join(tail)
 
 
+@functools.lru_cache(maxsize=16)
+def _template_grammar(key: str):
+    from toolgram.response_templates import from_response_template
+    return from_response_template(json.loads(key) if key.startswith("{") else key)
+
+
+class ResponseTemplateParser(GrammarParser):
+    """``toolgram-response-template``: the served checkpoint's own ``response_template`` compiled by toolgram
+    (argument streaming, and required / named constraints in the checkpoint's syntax)."""
+
+    def __init__(self, tokenizer, tools=None):
+        ToolParser.__init__(self, tokenizer, tools)
+        t = getattr(tokenizer, "response_template", None)
+        key = json.dumps(t, sort_keys=True) if isinstance(t, dict) else getattr(tokenizer, "name_or_path", None)
+        if not key:
+            raise ValueError("toolgram-response-template: the tokenizer has no response_template")
+        self.grammar = _template_grammar(key)        # a GrammarError names the template's field
+        self._parser = None
+        self._unsent = {}
+
+
 def _class_name(ref: str) -> str:
     return "ToolgramParser_" + re.sub(r"\W", "_", ref)
 
@@ -174,6 +197,8 @@ def register() -> list[str]:
         globals()[cls.__name__] = cls
         ToolParserManager.register_module(name, module=cls)
         names.append(name)
+    ToolParserManager.register_module(PREFIX + "response-template", module=ResponseTemplateParser)
+    names.append(PREFIX + "response-template")
     return names
 
 

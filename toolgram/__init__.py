@@ -5,10 +5,10 @@ See docs/grammar-format.md for the grammar files and README.md for the command l
 from toolgram.api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
 from toolgram.compiler.constraint import Constraint
 from toolgram.errors import ConstraintError, GrammarError
+from toolgram.response_templates import from_response_template
 from toolgram.runtime.parser import StreamingParser
 from toolgram.runtime.types import Call as ToolCall, ParseResult, UnknownToolError
 from toolgram.version import __version__
 
-
-__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "UnknownToolError", "for_model", "grammars",
+__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "UnknownToolError", "for_model", "from_response_template", "grammars",
            "load", "reasoning_for_model", "reasoning_grammars", "__version__"]

@@ -270,6 +270,8 @@ def _add_serve(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolgram", description="Tool-call grammars for LLM serving.")
     sub = p.add_subparsers(dest="command", required=True)
+    from toolgram import template_cli
+    template_cli.add_commands(sub)       # export, check-template (response templates)
 
     c = sub.add_parser("compile", help="validate and compile a grammar file; print its summary",
                        description="Validate and compile a grammar file. Problems are reported as file:line.")

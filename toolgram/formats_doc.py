@@ -152,6 +152,18 @@ def _templates_section() -> str:
     return "".join(out)
 
 
+def _response_templates() -> str:
+    """Per grammar: whether `toolgram export NAME --to response-template` writes it, and why not."""
+    from toolgram.export import export_table
+    rows = ["\n## Response templates\n\n`toolgram export NAME --to response-template` writes a grammar as a "
+            "Hugging Face `response_template` where the spec can express it (see "
+            "[response-templates.md](response-templates.md)); otherwise it says why.\n\n"
+            "| grammar | exported | why not / notes |\n|---|---|---|\n"]
+    for name, (t, why) in export_table().items():
+        rows.append(f"| {name} | {'yes' if t else 'no'} | {_cell(why) or '-'} |\n")
+    return "".join(rows)
+
+
 def render() -> str:
     names = registry.grammar_names()
     out = [HEAD]
@@ -162,6 +174,7 @@ def render() -> str:
                "`--reasoning-parser`; the aliases are the peers' reasoning-parser names).\n\n"
                "| reasoning | markers | flags | aliases | models | description |\n|---|---|---|---|---|---|\n")
     out += [_reasoning_section(n) for n in registry.reasoning_names()]
+    out.append(_response_templates())
     for name in names:
         out.append("\n" + _section(name))
     out.append(_templates_section())
