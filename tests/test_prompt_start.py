@@ -52,3 +52,18 @@ def test_reasoning_off_wins_over_the_prompt():
 def test_no_prompt_keeps_the_grammar_default():
     g = toolgram.load("qwen3_coder", reasoning="qwen35")       # starts_inside
     assert g.parse("thinking</think>answer").reasoning_content == "thinking"
+
+
+def test_cli_parse_takes_the_prompt(tmp_path):
+    import json
+    import subprocess
+    import sys
+    out, prompt = tmp_path / "out.txt", tmp_path / "prompt.txt"
+    out.write_text("The user wants weather.</think>Hi", encoding="utf-8")
+    prompt.write_text("<|assistant|><think>", encoding="utf-8")
+    run = [sys.executable, "-m", "toolgram.cli", "parse", "glm47", "--input", str(out)]
+    with_prompt = json.loads(subprocess.run(run + ["--prompt", str(prompt)], capture_output=True, text=True,
+                                            check=True).stdout)
+    without = json.loads(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+    assert (with_prompt["reasoning_content"], with_prompt["content"]) == ("The user wants weather.", "Hi")
+    assert without["reasoning_content"] is None

@@ -73,8 +73,12 @@ def cmd_parse(args) -> int:
             text = f.read()
     else:
         text = sys.stdin.read()
+    prompt = None
+    if args.prompt:
+        with open(args.prompt, encoding="utf-8") as f:
+            prompt = f.read()
     if args.stream:
-        p = g.stream(tools, reasoning=not args.reasoning_off)
+        p = g.stream(tools, reasoning=not args.reasoning_off, prompt=prompt)
         size = max(1, args.chunk)
         for i in range(0, len(text), size):
             for d in p.feed(text[i:i + size]):
@@ -82,7 +86,7 @@ def cmd_parse(args) -> int:
         for d in p.close():
             print(json.dumps(d, ensure_ascii=False))
         return 0
-    r = g.parse(text, tools, reasoning=not args.reasoning_off)
+    r = g.parse(text, tools, reasoning=not args.reasoning_off, prompt=prompt)
     out = r.to_dict()
     if args.segments:
         out["segments"] = r.segments
@@ -292,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--segments", action="store_true", help="also print the segments")
     q.add_argument("--reasoning", help="compose this reasoning grammar")
     q.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
+    q.add_argument("--prompt", metavar="FILE",
+                   help="the rendered prompt (or its tail): decides whether the output starts inside reasoning")
     q.add_argument("--reasoning-off", action="store_true",
                    help="the request turned reasoning off (output does not start inside reasoning)")
     q.set_defaults(func=cmd_parse)
