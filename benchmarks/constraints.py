@@ -23,7 +23,7 @@ import sys
 import time
 
 import toolgram
-from toolgram.compiler.compiled import LITERAL
+from toolgram.ir import LITERAL
 
 
 def tools(n: int) -> list[dict]:

@@ -64,16 +64,16 @@ def measure_pair(g, small: str, large: str, size: int, tools, repeat: int) -> tu
 def compile_ms(name: str) -> float:
     with tempfile.TemporaryDirectory() as d:
         os.environ["TOOLGRAM_CACHE"] = d
-        registry._compile_cached.cache_clear()
+        registry._COMPILED.clear()
         t = time.perf_counter()
         toolgram.load(name)
         cold = time.perf_counter() - t
-        registry._compile_cached.cache_clear()
+        registry._COMPILED.clear()
         t = time.perf_counter()
         toolgram.load(name)
         warm = time.perf_counter() - t
     os.environ["TOOLGRAM_CACHE"] = ""
-    registry._compile_cached.cache_clear()
+    registry._COMPILED.clear()
     return cold * 1000, warm * 1000
 
 

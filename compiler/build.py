@@ -6,6 +6,8 @@ the YAML file it came from), and shapes the streaming runtime cannot execute.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -16,11 +18,11 @@ from lark.exceptions import LarkError
 from lark.lexer import Lexer, PatternStr
 from lark.load_grammar import load_grammar
 
-from toolgram.runtime.encodings import OPTIONS, first_chars
-from toolgram.compiler import lark_text, schema, tables
-from toolgram.compiler.compiled import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
+from toolgram.runtime import encodings
+from toolgram.compiler import ebnf, lark_text, schema, tables
+from toolgram.ir import (BLOCK, LITERAL, LOOKAHEAD, PATTERN, TEXT, CompiledGrammar, ReasoningSpec,
                        TerminalSpec)
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 from toolgram.compiler.regexlang import finite_strings
 from toolgram.compiler.source import MAX_FILE_BYTES, Lines, load_source
 
@@ -95,7 +97,7 @@ def _capture(value, what: str, lines: Lines, path: tuple):
     return True, _compile_regex(value, f"{what} capture", lines, path, (what,))
 
 
-def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declared: set[str]) -> dict:
+def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None) -> dict:
     """TerminalSpec for every terminal Lark knows, with the roles the YAML gives them."""
     yaml_terms: dict = data.get("terminals", {})
     specs: dict[str, TerminalSpec] = {}
@@ -124,7 +126,7 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
                 raise lines.error(f"terminal {name} is declared here as {kinds[0]} and also defined in the Lark "
                                   f"text; define it in one place", path)
             if kinds[0] != "block":
-                misplaced = set(opts) & set().union(*OPTIONS.values())
+                misplaced = set(opts) & set(encodings.registry.option_schemas())
                 if misplaced:
                     raise lines.error(f"terminal {name}: {', '.join(sorted(misplaced))} are options of encoding "
                                       f"blocks ('block: ...'), not of a {kinds[0]} terminal", path)
@@ -132,17 +134,19 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
                 spec = TerminalSpec(name=name, kind=TEXT)
             elif kinds[0] == "block":
                 block = opts["block"]
-                extra = set(opts) - OPTIONS[block] - {"block", "role"}
+                enc = encodings.get(block)
+                extra = set(opts) - set(enc.options) - {"block", "role"}
                 if extra:
                     raise lines.error(f"terminal {name}: {', '.join(sorted(extra))} cannot be used with "
                                       f"block {block!r}", path)
-                spec = TerminalSpec(name=name, kind=BLOCK, block=block,
-                                    options={k: v for k, v in opts.items() if k in OPTIONS[block]})
+                options = {k: v for k, v in opts.items() if k in enc.options}
+                spec = TerminalSpec(name=name, kind=BLOCK, block=block, options=options,
+                                    prepared=enc.prepare(options))
             else:
                 spec = TerminalSpec(name=name, kind=LOOKAHEAD, lookahead=tuple(opts["lookahead"]))
             specs[name] = spec
         else:
-            misplaced = set(opts) & set().union(*OPTIONS.values())
+            misplaced = set(opts) & set(encodings.registry.option_schemas())
             if misplaced:
                 raise lines.error(f"terminal {name}: {', '.join(sorted(misplaced))} are options of encoding "
                                   f"blocks ('block: ...')", path)
@@ -158,11 +162,12 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
         spec.strip = {True: "whitespace", False: "none"}.get(strip, strip)
         spec.unescape = opts.get("unescape")
         spec.max_length = opts.get("max_length")
-        spec.settle()
+        spec.accumulates = bool(spec.takes_name or spec.takes_id or spec.role == "key")
         if spec.accumulates and spec.max_length is None:
             spec.max_length = _ACCUMULATED_MAX
-        if spec.kind == BLOCK and spec.block == "json_call" and (spec.takes_name or spec.role != "markup"):
-            raise lines.error(f"terminal {name}: a json_call block finds the name itself; give it no role", path)
+        _check_applicable(name, opts, spec, lines, path)
+        if spec.kind == BLOCK and encodings.get(spec.block).finds_name and (spec.takes_name or spec.role != "markup"):
+            raise lines.error(f"terminal {name}: a {spec.block} block finds the name itself; give it no role", path)
         if spec.role in ("content", "reasoning") and spec.kind != TEXT:
             raise lines.error(f"terminal {name}: role {spec.role} is for text terminals ('text: true')", path)
         if spec.kind == TEXT and spec.role == "markup" and not spec.accumulates:
@@ -171,11 +176,28 @@ def _terminal_specs(data: dict, lines: Lines, lark_instance: Lark | None, declar
     return specs
 
 
+def _check_applicable(name: str, opts: dict, spec: TerminalSpec, lines: Lines, path: tuple) -> None:
+    """A key that would change nothing on this kind of terminal is an error, like an unknown key."""
+    value_run = spec.kind == TEXT and spec.role == "value"
+    applies = {
+        "strip": spec.accumulates or value_run,                   # read back stripped: names, ids, keys, values
+        "unescape": spec.accumulates or value_run,
+        "max_length": spec.kind in (PATTERN, TEXT) or spec.accumulates,
+        "arg_type": spec.kind in (LITERAL, PATTERN) and not spec.accumulates,
+        "name": spec.kind != LOOKAHEAD,
+        "id": spec.kind != LOOKAHEAD,
+    }
+    for key, ok in applies.items():
+        if key in opts and not ok:
+            kind = f"{spec.role} {spec.kind}" if spec.kind == TEXT else spec.kind
+            raise lines.error(f"terminal {name}: '{key}' does nothing on a {kind} terminal", path + (key,))
+
+
 def _declared(data: dict) -> list[str]:
     return [n for n, o in data.get("terminals", {}).items() if o.get("text") or o.get("block") or o.get("lookahead")]
 
 
-def _lark_error(e: Exception, full: str, tool_lark: str, lines: Lines) -> GrammarError:
+def _lark_error(e: Exception, tool_lark: str, lines: Lines) -> GrammarError:
     # one paragraph, on one line (a collision lists its rules on the lines below its first).  Lark reports
     # collisions in set order, which varies from run to run: take the first paragraph in sorted order, its rules
     # sorted, and below the rule defined first, so that the same file always gives the same error
@@ -227,7 +249,7 @@ def _build_lark(full: str, starts: list[str], tool_lark: str, lines: Lines, impo
                     maybe_placeholders=False, import_paths=paths)
     except (LarkGrammarError, LarkError, FileNotFoundError, ValueError, TypeError, KeyError,
             AttributeError, AssertionError, IndexError, RecursionError) as e:
-        raise _lark_error(e, full, tool_lark, lines) from None
+        raise _lark_error(e, tool_lark, lines) from None
 
 
 def _check_productive(lk: Lark, tool_lark: str, lines: Lines) -> None:
@@ -277,7 +299,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         raise GrammarError("%ignore is not supported: write whitespace where it may appear (e.g. WS?), "
                            "so that streaming knows what is markup", lines.file,
                            offset + tool_lark.count("\n", 0, line.start()) if line else lines.line(("lark",)))
-    specs = _terminal_specs(data, lines, lk, set(_declared(data)))
+    specs = _terminal_specs(data, lines, lk)
     if reasoning is not None and not reasoning.channel:
         specs[lark_text.R_TEXT] = TerminalSpec(name=lark_text.R_TEXT, kind=TEXT, role="reasoning")
         if reasoning.ends_at_call:
@@ -309,7 +331,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
                                f"({', '.join(reasoning.ends_at)}) starts a call in grammar {data['name']} "
                                f"(its call markers: {', '.join(trig)})", reasoning.file, 1)
         specs[lark_text.R_ESCAPE].lookahead = escape
-    block_first = {spec.block: first_chars(spec.block, spec.options) for spec in specs.values() if spec.kind == BLOCK}
+    block_first = {t: encodings.get(spec.block).first(spec.prepared) for t, spec in specs.items() if spec.kind == BLOCK}
     built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error)
     policies = dict(data.get("policies", {}))
     policies.setdefault("commit", "name")
@@ -319,10 +341,22 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         re.compile(policies["name_pattern"])
     except re.error as e:
         raise lines.error(f"policies.name_pattern: invalid regex: {e}", ("policies", "name_pattern")) from None
+    try:
+        rules = ebnf.read_rules(full, aliases=(calls["rule"],))
+        rules_problem = None
+    except ValueError as e:              # (the grammar still parses; only constraints are refused)
+        rules, rules_problem = {}, str(e)
+    stops: dict = {}
+    for lex in built.lexers:
+        if lex.text is not None:
+            stops.setdefault(lex.text, set()).update(lex.stops)
+    fingerprint = hashlib.sha256(json.dumps([data, reasoning.__dict__ if reasoning else None], sort_keys=True,
+                                            default=str).encode()).hexdigest()
     return CompiledGrammar(
         name=data["name"], description=data["description"].strip(), models=tuple(data.get("models", ())),
         file=lines.file, lark=full, tool_lark=tool_lark, terminals=specs, tables=built,
         call_rule=calls["rule"], region_rule=calls.get("region"), argument_rule=calls.get("argument"),
         policies=policies, reasoning=reasoning, default_reasoning=data.get("reasoning"),
         example=data.get("example", ""), corpus=data.get("corpus"), triggers=trig,
-        has_reasoning_start=lark_text.PLAIN_START in start_states)
+        has_reasoning_start=lark_text.PLAIN_START in start_states, rules=rules, rules_problem=rules_problem,
+        fingerprint=fingerprint, text_stops={t: tuple(sorted(v, key=lambda x: (-len(x), x))) for t, v in stops.items()})

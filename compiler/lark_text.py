@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 
-from toolgram.compiler.compiled import ReasoningSpec
+from toolgram.ir import ReasoningSpec
 
 TOOL_START = "tg_tool_start"
 REASONING_BLOCK = "tg_reasoning_block"
 CONTENT_ITEM = "tg_content_item"
 R_OPEN, R_CLOSE, R_TEXT, R_ESCAPE = "TG_REASONING_OPEN", "TG_REASONING_CLOSE", "TG_REASONING", "TG_REASONING_ESCAPE"
 PLAIN_START = "plain"
+INSIDE_START = "inside"     # the prompt opened the reasoning block: the output starts inside it
+MAYBE_START = "maybe"       # the prompt opened nothing: the model may open a block itself
 
 _START_DEF = re.compile(r"(?m)^([ \t]*[?!]?)start(\s*(?:\.\s*-?\d+\s*)?:)")
 # a Lark token: a string literal, a regex literal, a comment, or a name
@@ -46,8 +48,25 @@ def replace_names(text: str, names: set[str], new: str) -> str:
 
 
 def lark_string(text: str) -> str:
-    """A Lark string literal for ``text``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    """A Lark string literal for ``text`` (the one writer of Lark literals: grammars and constraints)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 32:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def compose(tool_lark: str, reasoning: ReasoningSpec | None, content_terminals: set[str],
@@ -81,6 +100,12 @@ def compose(tool_lark: str, reasoning: ReasoningSpec | None, content_terminals: 
             extra.append(f"start: {REASONING_BLOCK}? {TOOL_START}")
         extra.append(f"{PLAIN_START}: {TOOL_START}")
         starts.append(PLAIN_START)
+        # start states chosen from the rendered prompt (StreamingParser(prompt=...))
+        opener = f"{R_OPEN}? " if reasoning.open else ""
+        extra.append(f"{INSIDE_START}: {opener}{R_TEXT}? {close} {TOOL_START}")
+        maybe = f"{REASONING_BLOCK}? {TOOL_START}" if reasoning.open and not reasoning.anywhere else TOOL_START
+        extra.append(f"{MAYBE_START}: {maybe}")
+        starts += [INSIDE_START, MAYBE_START]
     if declared:
         extra.append("%declare " + " ".join(declared))
     return text + "\n".join(extra) + "\n", starts

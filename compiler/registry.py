@@ -4,6 +4,9 @@ Bundled tool-call grammars are ``grammars/<name>.yaml``; reasoning grammars are
 ``grammars/reasoning/<name>.yaml``.  A name may also be a path to a ``.yaml`` file.  Compiled grammars are
 cached in memory (per file contents and reasoning) and on disk (a pickle per content hash, in
 ``$TOOLGRAM_CACHE`` or ``~/.cache/toolgram``), so a process pays Lark's table construction once per grammar.
+The disk key covers everything the compiled form depends on: the grammar files, toolgram's version, the
+sources of the compiler, the IR and the registered encodings, and Lark's version — so editing any of them
+(a compiler constant, an encoding's first characters) recompiles, with no version to bump by hand.
 """
 from __future__ import annotations
 
@@ -11,16 +14,19 @@ import fnmatch
 import hashlib
 import os
 import pickle
-from functools import lru_cache
+import sys
 from importlib import resources
 from pathlib import Path
 
 from toolgram.compiler.build import compile_data, read, reasoning_spec
-from toolgram.compiler.compiled import CompiledGrammar, ReasoningSpec
-from toolgram.compiler.errors import GrammarError
+from toolgram.cache import LRU
+from toolgram.errors import GrammarError
+from toolgram.ir import CompiledGrammar, ReasoningSpec
+from toolgram.runtime.encodings import registry as encodings
 
-_CACHE_VERSION = "7"
 DEFAULT = object()
+_COMPILED = LRU("grammars", 256)          # (path, reasoning, key) -> CompiledGrammar
+_SOURCES: dict = {}                       # frozenset of modules -> hash of their source files
 
 
 def grammars_dir() -> Path:
@@ -47,34 +53,59 @@ def _is_path(name: str) -> bool:
 def grammar_path(name: str) -> Path:
     if _is_path(name):
         return Path(name)
-    path = grammars_dir() / f"{name}.yaml"
+    path = grammars_dir() / f"{_unalias(name, grammars_dir(), alias_table())}.yaml"
     if not path.exists():
-        raise GrammarError(f"no grammar named {name!r}; bundled: {', '.join(grammar_names())}")
+        raise GrammarError(f"no grammar named {name!r}; bundled: {', '.join(grammar_names())} "
+                           f"(and their aliases: toolgram list --aliases)")
     return path
 
 
 def reasoning_path(name: str) -> Path:
     if _is_path(name):
         return Path(name)
-    path = grammars_dir() / "reasoning" / f"{name}.yaml"
+    path = grammars_dir() / "reasoning" / f"{_unalias(name, grammars_dir() / 'reasoning', reasoning_alias_table())}.yaml"
     if not path.exists():
-        raise GrammarError(f"no reasoning grammar named {name!r}; bundled: {', '.join(reasoning_names())}")
+        raise GrammarError(f"no reasoning grammar named {name!r}; bundled: {', '.join(reasoning_names())} "
+                           f"(and their aliases: toolgram list --aliases)")
     return path
 
 
+def _source_hash() -> str:
+    """A hash of the code a compiled grammar depends on: the compiler package, the IR, the errors, the
+    registered encodings' modules; with toolgram's and Lark's versions."""
+    modules = frozenset(["toolgram.version", "toolgram.ir", "toolgram.errors", "toolgram.request", "toolgram.cache",
+                         *encodings.modules()])
+    hit = _SOURCES.get(modules)
+    if hit is not None:
+        return hit
+    import lark
+
+    from toolgram.version import __version__
+    files = set(Path(__file__).parent.rglob("*.py"))
+    for name in modules:
+        mod = sys.modules.get(name)
+        if getattr(mod, "__file__", None):
+            files.add(Path(mod.__file__))
+    h = hashlib.sha256(f"toolgram {__version__} lark {lark.__version__}".encode())
+    for f in sorted(files):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    hit = _SOURCES[modules] = h.hexdigest()
+    return hit
+
+
+def _unalias(name: str, folder: Path, table: dict) -> str:
+    """A bundled grammar's own name wins; else the grammar that lists ``name`` among its ``aliases``."""
+    return name if (folder / f"{name}.yaml").exists() else table.get(name, name)
+
+
 def _fingerprint(*paths: Path) -> str:
-    h = hashlib.sha256(_CACHE_VERSION.encode())
+    h = hashlib.sha256(_source_hash().encode())
     for p in paths:
         try:
             h.update(p.read_bytes())
         except OSError as e:
             raise GrammarError(f"cannot read: {e.strerror}", str(p)) from None
         h.update(b"\0")
-    try:
-        import lark
-        h.update(lark.__version__.encode())
-    except Exception:  # pragma: no cover
-        pass
     return h.hexdigest()
 
 
@@ -141,16 +172,18 @@ def _resolve(path: Path, seen=()) -> tuple[dict, object, list[Path]]:
     return data, lines, files
 
 
-@lru_cache(maxsize=256)
 def _compile_cached(path: str, reasoning: str | None, key: str) -> CompiledGrammar:
-    hit = _disk_get(key)
-    if isinstance(hit, CompiledGrammar):
+    hit = _COMPILED.get((path, reasoning, key))
+    if hit is not None:
         return hit
-    data, lines, _ = _resolve(Path(path))
-    rspec = load_reasoning(reasoning) if reasoning else None
-    compiled = compile_data(data, lines, rspec, import_dir=str(grammars_dir()))
-    compiled.alias_of = data.get("alias_of")
-    _disk_put(key, compiled)
+    compiled = _disk_get(key)
+    if not isinstance(compiled, CompiledGrammar):
+        data, lines, _ = _resolve(Path(path))
+        rspec = load_reasoning(reasoning) if reasoning else None
+        compiled = compile_data(data, lines, rspec, import_dir=str(grammars_dir()))
+        compiled.alias_of = data.get("alias_of")
+        _disk_put(key, compiled)
+    _COMPILED.put((path, reasoning, key), compiled)
     return compiled
 
 
@@ -202,6 +235,32 @@ def _globs_table(folder: Path) -> list[tuple[str, tuple]]:
         table = [(p.stem, tuple(read(p)[0].get("models", ()))) for p in files]
         hit = _TABLES[folder] = (stamp, table)
     return hit[1]
+
+
+_ALIASES: dict = {}   # folder -> (fingerprint of its files, {alias: grammar name})
+
+
+def _aliases_of(folder: Path) -> dict:
+    files = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in files)
+    hit = _ALIASES.get(folder)
+    if hit is None or hit[0] != stamp:
+        table = {}
+        for p in files:
+            for alias in read(p)[0].get("aliases", ()):
+                table.setdefault(alias, p.stem)
+        hit = _ALIASES[folder] = (stamp, table)
+    return hit[1]
+
+
+def alias_table() -> dict:
+    """``{peer parser name: bundled tool-call grammar}`` from the grammars' ``aliases`` fields."""
+    return _aliases_of(grammars_dir())
+
+
+def reasoning_alias_table() -> dict:
+    """``{peer reasoning-parser name: bundled reasoning grammar}``."""
+    return _aliases_of(grammars_dir() / "reasoning")
 
 
 def model_table() -> list[tuple[str, tuple]]:

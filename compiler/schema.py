@@ -10,9 +10,9 @@ from __future__ import annotations
 import jsonschema
 
 from toolgram.compiler.source import Lines
+from toolgram.runtime.encodings import registry as encodings
 
 ROLES = ["markup", "content", "reasoning", "key", "value"]
-ENCODINGS = ["json", "json_call", "literal"]
 NAME = r"^[a-z][a-z0-9_]*$"
 TERMINAL = r"^[A-Z_][A-Z0-9_]*$"
 
@@ -27,7 +27,7 @@ _terminal = {
     "additionalProperties": False,
     "properties": {
         "text": {"type": "boolean", "description": "a run of free text, ended by the markers that may follow it"},
-        "block": {"enum": ENCODINGS, "description": "a structured value scanned by an encoding block"},
+        "block": {"enum": [], "description": "a structured value scanned by an encoding block"},
         "lookahead": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                       "description": "a zero-width token that matches just before one of these markers"},
         "role": {"enum": ROLES},
@@ -38,17 +38,7 @@ _terminal = {
         "strip": {"enum": [True, False, "newline", "whitespace"]},
         "unescape": {"enum": ["xml"]},
         "max_length": {"type": "integer", "minimum": 1},
-        # encoding-block options
-        "name_keys": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-        "arguments_keys": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-        "id_keys": {"type": "array", "items": {"type": "string"}},
-        "arguments_as_string": {"type": "boolean"},
-        "name_only": {"type": "boolean"},
-        "syntax": {"enum": ["python", "relaxed"]},
-        "quotes": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-        "words": {"type": "object", "additionalProperties": {"enum": [True, False, None]}},
-        "bare_keys": {"type": "boolean"},
-        "empty_value": {"type": "string"},
+        # encoding-block options: added from the encoding registry (see `tools_schema`)
     },
 }
 
@@ -62,7 +52,10 @@ _policies = {
     },
 }
 
-TOOLS_SCHEMA = {
+# a peer's parser name: vLLM and Dynamo use "-" and "." too (deepseek-v4, granite-20b-fc)
+PEER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+_TOOLS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "description", "lark", "terminals", "calls"],
@@ -71,12 +64,14 @@ TOOLS_SCHEMA = {
         "kind": {"const": "tools"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "reasoning": {"type": ["string", "null"], "pattern": NAME},
         "alias_of": {"type": "string", "pattern": NAME},
         "example": {"type": "string"},
         "lark": {"type": "string", "minLength": 1},
         "terminals": {"type": "object", "minProperties": 1,
-                      "propertyNames": {"pattern": TERMINAL}, "additionalProperties": _terminal},
+                      "propertyNames": {"pattern": TERMINAL}, "additionalProperties": None},
         "calls": {
             "type": "object",
             "additionalProperties": False,
@@ -101,6 +96,8 @@ ALIAS_SCHEMA = {
         "kind": {"const": "tools"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "reasoning": {"type": ["string", "null"], "pattern": NAME},
         "alias_of": {"type": "string", "pattern": NAME},
         "corpus": {"type": "string"},
@@ -116,6 +113,8 @@ REASONING_SCHEMA = {
         "kind": {"const": "reasoning"},
         "description": {"type": "string", "minLength": 1},
         "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "aliases": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": PEER_NAME},
+                    "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "open": {"type": "string", "minLength": 1, "description": "the marker that opens reasoning"},
         "close": {"type": "string", "minLength": 1, "description": "the marker that closes it"},
         "starts_inside": {"type": "boolean", "description": "the prompt already opened the block"},
@@ -129,6 +128,14 @@ REASONING_SCHEMA = {
         "example": {"type": "string"},
     },
 }
+
+
+def tools_schema() -> dict:
+    """The schema of tool-call grammar files, with the encodings registered now and their options."""
+    terminal = dict(_terminal, properties={**_terminal["properties"], **encodings.option_schemas(),
+                                           "block": dict(_terminal["properties"]["block"], enum=encodings.names())})
+    terminals = dict(_TOOLS_SCHEMA["properties"]["terminals"], additionalProperties=terminal)
+    return dict(_TOOLS_SCHEMA, properties={**_TOOLS_SCHEMA["properties"], "terminals": terminals})
 
 
 def _extra_keys(error: jsonschema.ValidationError) -> list:
@@ -178,7 +185,7 @@ def check(data: object, lines: Lines) -> None:
     elif "alias_of" in data:
         schema = ALIAS_SCHEMA
     else:
-        schema = TOOLS_SCHEMA
+        schema = tools_schema()
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
     if not errors:
         return

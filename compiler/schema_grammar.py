@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import re
 
-from toolgram.compiler.ebnf import EMPTY, Json, Lit, Node, Ref, Regex, Rep, Text, alt, opt, seq
-from toolgram.compiler.errors import ConstraintError
+from toolgram.ir import EMPTY, Json, Lit, Node, Ref, Regex, Rep, Text, alt, opt, seq
+from toolgram.errors import ConstraintError
 
 _SUPPORTED = {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "properties",
@@ -39,97 +39,6 @@ _COLON = Lit(":")
 _SPACE = Rep(Lit(" "), 0, 1)
 _ANNOTATIONS = {"title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
                 "$schema", "$id", "strict"}
-
-
-_META = None
-_CHECKED: dict = {}
-
-
-MAX_SCHEMA_DEPTH = 64
-
-
-def _nesting(value, limit: int) -> int:
-    """The JSON nesting depth of ``value`` (objects and arrays), counted without recursion; stops past ``limit``."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        v, d = todo.pop()
-        if isinstance(v, (dict, list)):
-            if d > deepest:
-                deepest = d
-                if deepest > limit:
-                    return deepest
-            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
-    return deepest
-
-
-def _ref_cycle(root: dict) -> str | None:
-    """A chain of local ``$ref`` that comes back to itself without ever reaching a schema (``A -> B -> A``), as
-    text; None if there is none.  (Recursion through properties or items, like ``{"$ref": "#"}`` inside
-    ``properties``, reaches a schema and is fine.)"""
-    todo, refs = [root], set()
-    while todo:
-        v = todo.pop()
-        if isinstance(v, dict):
-            if isinstance(v.get("$ref"), str):
-                refs.add(v["$ref"])
-            todo.extend(v.values())
-        elif isinstance(v, list):
-            todo.extend(v)
-    for start in sorted(refs):
-        chain, ref = [], start
-        while isinstance(ref, str) and ref.startswith("#"):
-            if ref in chain:
-                return " -> ".join(chain + [ref])
-            chain.append(ref)
-            node = root
-            for part in [p for p in ref[1:].split("/") if p]:
-                part = part.replace("~1", "/").replace("~0", "~")
-                if not isinstance(node, dict) or part not in node:
-                    node = None
-                    break
-                node = node[part]
-            ref = node.get("$ref") if isinstance(node, dict) else None
-    return None
-
-
-def check_schema(schema, where: str, max_depth: int = MAX_SCHEMA_DEPTH) -> None:
-    """Raise ConstraintError for a schema that is not a valid JSON Schema, is nested deeper than ``max_depth``
-    (JSON levels: objects and arrays) or holds a ``$ref`` cycle that never reaches a schema.
-
-    Checked against the Draft 7 meta-schema (what tool schemas are written in; four times cheaper to check
-    than 2020-12's), with one reused validator and a cache of schemas already seen."""
-    global _META
-    import jsonschema
-    if not isinstance(schema, dict):
-        raise ConstraintError(f"{where}: parameters must be a JSON Schema object, not {type(schema).__name__}")
-    if _nesting(schema, max_depth) > max_depth:
-        raise ConstraintError(f"{where}: schema nested deeper than {max_depth} levels")
-    try:
-        key = json.dumps(schema, sort_keys=True)
-    except (TypeError, ValueError):
-        raise ConstraintError(f"{where}: parameters are not JSON") from None
-    problem = _CHECKED.get(key, False)
-    if problem is False:
-        if _META is None:
-            _META = jsonschema.Draft7Validator(jsonschema.Draft7Validator.META_SCHEMA)
-        try:
-            error = jsonschema.exceptions.best_match(_META.iter_errors(schema))
-        except RecursionError:
-            error, problem = None, "schema nested too deeply to check"
-        else:
-            problem = None
-        if error is not None:
-            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            problem = f"invalid JSON Schema at {path}: {error.message}"
-        if problem is None:
-            cycle = _ref_cycle(schema)
-            if cycle:
-                problem = f"$ref cycle that never reaches a schema: {cycle}"
-        if len(_CHECKED) > 4096:
-            _CHECKED.clear()
-        _CHECKED[key] = problem
-    if problem:
-        raise ConstraintError(f"{where}: {problem}")
 
 
 class SchemaGrammar:

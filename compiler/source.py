@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 
 MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 50_000         # YAML nodes of a document, aliases expanded (a bundled grammar has < 1,000)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import sys
-from re import _constants as re_constants, _parser as re_parser
 
 from lark.parsers.lalr_analysis import Shift
 
-from toolgram.compiler.compiled import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
+from toolgram.compiler.regexlang import C as re_constants, P as re_parser
+from toolgram.ir import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
 
 
 def _alternation(literals) -> re.Pattern | None:
@@ -103,9 +103,24 @@ def triggers(actions: list[dict], specs: dict[str, TerminalSpec], state: int) ->
         keys = {t for target in targets for t in actions[target]}
     else:
         keys = set(actions[state])
+    content_terms = {t for t, spec in specs.items() if spec.kind == TEXT and spec.role == "content"}
+
+    def leads_back_to_content(t: str) -> bool:
+        # a standalone markup token (an end-of-turn token, a response tag): once shifted, content text may
+        # follow at once, so it starts no call region and is not a trigger
+        return any(content_terms & set(actions[acts[t]]) for acts in actions if acts.get(t, -1) >= 0)
+
     out = {x for t in keys if t in specs and specs[t].kind == LITERAL and not t.startswith("TG_")
+           and not leads_back_to_content(t)
            for x in specs[t].spellings}                    # (reasoning markers are not call triggers)
     return tuple(sorted(out, key=lambda x: (-len(x), x)))
+
+
+def _first_memo(pattern):
+    """A first-character memo the runtime fills ({character: whether a match can begin with it}), or False where
+    the text before a match can matter (lookbehind, word boundaries): a lone character is then no evidence."""
+    src = pattern.pattern
+    return False if ("(?<" in src or "\\b" in src or "\\B" in src) else {}
 
 
 def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], block_first: dict,
@@ -134,11 +149,11 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
                 # (regex, terminal, longest token, grows): a class run without max_length grows unbounded
                 grows = spec.max_length is None and class_run(spec.source)
                 cap = spec.max_length or (sys.maxsize if grows else PATTERN_CAP)
-                patterns.append((spec.pattern, t, cap, grows))
+                patterns.append((spec.pattern, t, cap, grows, _first_memo(spec.pattern)))
             elif spec.kind == LOOKAHEAD:
                 lookaheads.append((t, spec.lookahead))
             elif spec.kind == BLOCK:
-                blocks.append((t, block_first.get(spec.block)))
+                blocks.append((t, block_first.get(t)))
             elif spec.kind == TEXT:
                 texts.append(t)
         if len(texts) > 1:
@@ -148,7 +163,7 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
             literal_re=_alternation(literals), literal_terms=literals,
             literal_prefixes=_prefixes(literals), literal_max=max(map(len, literals), default=0),
             patterns=tuple(sorted(patterns, key=lambda p: p[1])), lookaheads=tuple(lookaheads),
-            blocks=tuple(blocks), accepts_end=END in acts, safe=safe[state])
+            blocks=tuple(blocks), safe=safe[state])
         if texts:
             text = texts[0]
             stops = set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from toolgram.runtime.encodings.json_value import json_dumps, json_string
+from toolgram.runtime.json_value import json_dumps, json_string
 from toolgram.runtime.encodings.literal import literal_to_json
 from toolgram.runtime.schema_values import ToolSchemas, convert, is_string_only
 

@@ -12,8 +12,9 @@ torch, transformers and llguidance are optional dependencies of toolgram: this m
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from toolgram.cache import LRU
 
 
 COMPILED_KEPT = 32          # compiled grammars a Decoder keeps (about 1.4 MB each for 20 tools at a 4k vocabulary)
@@ -60,7 +61,7 @@ class Decoder:
         self.vocab = int(getattr(model.config, "vocab_size", len(tokenizer)))
         self.eos = self._eos_ids()
         self._lltok = None
-        self._compiled: OrderedDict = OrderedDict()   # grammar text -> its compiled matcher, never advanced
+        self._compiled = LRU("matchers", COMPILED_KEPT)   # grammar text -> its compiled matcher, never advanced
         self._lock = threading.Lock()
 
     @classmethod
@@ -104,11 +105,7 @@ class Decoder:
             template = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
             if template.is_error():
                 raise DecodingError(f"the constraint does not compile: {template.get_error()}")
-            self._compiled[grammar] = template
-            if len(self._compiled) > COMPILED_KEPT:
-                self._compiled.popitem(last=False)
-        else:
-            self._compiled.move_to_end(grammar)
+            self._compiled.put(grammar, template)
         return template.deep_copy()
 
     # -- text --------------------------------------------------------------------------------------

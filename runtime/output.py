@@ -19,7 +19,7 @@ import re
 
 from toolgram.runtime.arguments import ArgsBuilder
 from toolgram.runtime.schema_values import ToolSchemas
-from toolgram.runtime.types import Call, ParseResult
+from toolgram.runtime.types import UnknownToolError, Call, ParseResult
 
 
 def random_call_id() -> str:
@@ -29,7 +29,7 @@ def random_call_id() -> str:
 
 class _Call:
     __slots__ = ("index", "id", "native_id", "name", "builder", "committed", "unsent", "parts",
-                 "truncated", "unknown")
+                 "truncated", "unknown", "mark")
 
     def __init__(self, schemas: ToolSchemas):
         self.index = -1
@@ -42,13 +42,16 @@ class _Call:
         self.parts: list[str] = []
         self.truncated = False
         self.unknown = False
+        self.mark = (0, 0)         # where the call's region text starts in the segments (on_truncated)
 
 
 class Output:
-    def __init__(self, schemas: ToolSchemas, policies: dict, new_id=None):
+    def __init__(self, schemas: ToolSchemas, policies: dict, new_id=None, on_truncated: str = "keep"):
         self.schemas = schemas
         self.commit_on_args = policies.get("commit", "name") == "arguments"
         self.reject_unknown = policies.get("unknown_tool", "keep") == "reject"
+        self.error_unknown = policies.get("unknown_tool", "keep") == "error"
+        self.truncated_as_content = on_truncated == "content"
         self.name_re = re.compile(policies.get("name_pattern") or r"[^\s\"'<>{}\[\]]{1,256}")
         self.new_id = new_id or random_call_id
         self.deltas: list[dict] = []
@@ -167,8 +170,12 @@ class Output:
             self._seg(kind, text)
 
     def fail(self) -> None:
-        """The region broke: a committed call is closed as sent, everything uncommitted is content."""
-        self.recoveries += 1
+        """The region broke: a committed call is closed as sent, everything uncommitted is content.
+
+        A region that stops fitting right after optional whitespace that follows its last complete part (a
+        separator with no call after it) is not malformed: that whitespace is content, verbatim."""
+        if self.call is not None or not self.pending or not all(t.isspace() for _, t in self.pending):
+            self.recoveries += 1
         call = self.call
         self.call = None
         if call is not None and call.committed:
@@ -221,6 +228,8 @@ class Output:
             return
         call.name = name
         call.unknown = self.schemas.given and not known
+        if call.unknown and self.error_unknown:
+            raise UnknownToolError(name)
         if not self.commit_on_args or call.unsent:
             self._commit(call)
 
@@ -305,6 +314,7 @@ class Output:
     def _commit(self, call: _Call) -> None:
         if call.committed or self.refused:
             return
+        call.mark = (len(self.segments), len(self._seg_parts) if self.segments else 0)
         for kind, text in self.pending:
             self._flush_one(kind, text)
         self.pending = []
@@ -323,10 +333,28 @@ class Output:
 
     # -- result --------------------------------------------------------------------------------
     def result(self) -> ParseResult:
+        kept = self.calls
+        seg_list = [(k, list(parts)) for k, parts in self.segments]
+        if self.truncated_as_content and kept and kept[-1].truncated:
+            # on_truncated="content": the cut-off last call is not a call; its region's text is content
+            i, j = kept[-1].mark
+            kept = kept[:-1]
+            tail: list = []
+            if i > 0:
+                kind, parts = seg_list[i - 1]
+                tail += parts[j:]
+                seg_list[i - 1] = (kind, parts[:j])
+            for _, parts in seg_list[i:]:
+                tail += parts
+            seg_list = [x for x in seg_list[:i] if x[1]]
+            if seg_list and seg_list[-1][0] == "content":
+                seg_list[-1] = ("content", seg_list[-1][1] + tail)
+            else:
+                seg_list.append(("content", tail))
         calls = [Call(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
-                          truncated=c.truncated, unknown=c.unknown) for c in self.calls]
+                      truncated=c.truncated, unknown=c.unknown) for c in kept]
         pending = [(k, t) for k, t in self.pending]
-        segments = [(k, "".join(parts)) for k, parts in self.segments]
+        segments = [(k, "".join(parts)) for k, parts in seg_list]
         content = [t for k, t in segments if k == "content"]
         reasoning = [t for k, t in segments if k == "reasoning"]
         return ParseResult(content="".join(content) if content else None,

@@ -17,16 +17,15 @@ content could be read (a *safe* state), the uncommitted text of the broken regio
 """
 from __future__ import annotations
 
-from toolgram.compiler.compiled import CompiledGrammar
-from toolgram.runtime.encodings import new_scanner
-from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE
+from toolgram.ir import CompiledGrammar
+from toolgram.runtime import encodings
+from toolgram.runtime.json_value import DONE, ERROR, MORE
 from toolgram.runtime.output import Output
 from toolgram.runtime.schema_values import ToolSchemas
 from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml
 
 _TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
 _END = "$END"
-_STARTS: dict = {}       # pattern -> {character: whether a match can begin with it}, or False
 
 
 def _can_start(starts: dict, pat, c: str) -> bool:
@@ -40,21 +39,11 @@ def _can_start(starts: dict, pat, c: str) -> bool:
 
 def _alone(patterns: tuple, pat, c: str) -> bool:
     """Whether no pattern but ``pat`` may start with ``c`` (then a class-run token of ``pat`` can grow)."""
-    for other, _, _, _ in patterns:
+    for other, _, _, _, starts in patterns:
         if other is not pat:
-            starts = _STARTS.get(other)
-            if starts is None:
-                starts = _STARTS[other] = _memo_for(other)
             if starts is False or _can_start(starts, other, c):
                 return False
     return True
-
-
-def _memo_for(pat):
-    """A first-character memo for a pattern, or False where the text before a match can matter
-    (lookbehind, word boundaries): a lone character is then no evidence."""
-    src = pat.pattern
-    return False if ("(?<" in src or "\\b" in src or "\\B" in src) else {}
 
 
 def _earliest(stops: tuple, buf: str, start: int, n: int) -> int:
@@ -151,12 +140,36 @@ def _extract(regex, text: str, group: str) -> str | None:
     return value.strip() if value else None
 
 
+def start_state(grammar: CompiledGrammar, reasoning: bool = True, prompt: str | None = None) -> str:
+    """Where the output starts, as transformers' ``parse_response(prefix=...)`` decides it from the prompt.
+
+    No prompt: the reasoning grammar's own default (``starts_inside``).  With the rendered prompt (or its
+    tail): a prompt ending with the reasoning closer (``<think></think>``, DeepSeek's thinking-off
+    ``</think>``) starts in content; one ending with the opener (``<think>\n``) starts inside reasoning; any
+    other prompt starts in content where the model may still open a block itself.  Whitespace at the end of
+    the prompt is ignored.  ``reasoning=False`` (the request turned thinking off) always starts in content.
+    """
+    states = grammar.tables.start_states
+    if not reasoning:
+        return "plain" if "plain" in states else "start"
+    spec = grammar.reasoning
+    if prompt is None or spec is None or "inside" not in states:
+        return "start"
+    tail = prompt.rstrip()
+    if spec.close and tail.endswith(spec.close):
+        return "plain"
+    if spec.open and tail.endswith(spec.open.rstrip()):
+        return "inside"
+    return "maybe"
+
+
 class StreamingParser:
     """Parses one model response incrementally.  Use `feed` per delta, `close` at the end, then `result`."""
 
-    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True):
+    def __init__(self, grammar: CompiledGrammar, tools=None, *, new_id=None, reasoning: bool = True,
+                 prompt: str | None = None, on_truncated: str = "keep", on_unknown_tool: str | None = None):
         tables = grammar.tables
-        start = "start" if reasoning or "plain" not in tables.start_states else "plain"
+        start = start_state(grammar, reasoning, prompt)
         self._acts = tables.actions
         self._gotos = tables.gotos
         self._rules = tables.rules
@@ -166,7 +179,14 @@ class StreamingParser:
         self._stack = [tables.start_states[start]]
         self._end_state = tables.end_states[start]
         self._snap = list(self._stack)
-        self._out = Output(ToolSchemas(tools), grammar.policies, new_id)
+        policies = grammar.policies
+        if on_unknown_tool is not None:       # per parse: keep (flagged) | content | error
+            if on_unknown_tool not in ("keep", "content", "error"):
+                raise ValueError(f"on_unknown_tool must be keep, content or error, not {on_unknown_tool!r}")
+            policies = {**policies, "unknown_tool": {"content": "reject"}.get(on_unknown_tool, on_unknown_tool)}
+        if on_truncated not in ("keep", "content"):
+            raise ValueError(f"on_truncated must be keep or content, not {on_truncated!r}")
+        self._out = Output(ToolSchemas(tools), policies, new_id, on_truncated)
         self._buf = ""
         self._offset = 0          # stream offset of _buf[0]
         self._active = None       # the run or block being read
@@ -290,8 +310,8 @@ class StreamingParser:
                 if not out.in_region:
                     out.enter_region()
                 if kind == _BLOCK:
-                    self._active = _Block(term, spec, new_scanner(spec.block, spec.options, out,
-                                                                  spec.role == "value"))
+                    scanner = encodings.get(spec.block).scanner(out, spec.prepared, spec.role == "value")
+                    self._active = _Block(term, spec, scanner)
                     continue
                 if kind == _GROW:
                     self._grow = (term, [buf[pos:end]])
@@ -340,11 +360,8 @@ class StreamingParser:
         patterns = lex.patterns
         if patterns:
             c = buf[pos]
-        for pat, term, cap, run in patterns:
+        for pat, term, cap, run, starts in patterns:
             # most patterns cannot start with most characters: ask the memo before running the regex
-            starts = _STARTS.get(pat)
-            if starts is None:
-                starts = _STARTS[pat] = _memo_for(pat)
             if starts is not False and not _can_start(starts, pat, c):
                 continue
             m = pat.match(buf, pos, partial=not eof)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from toolgram.runtime.encodings.json_value import json_dumps
+from toolgram.runtime.json_value import json_dumps
 
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
@@ -37,6 +37,38 @@ def resolve(schema, root: dict, depth: int = 0):
         schema = node
         depth += 1
     return schema
+
+
+def object_schema(params: dict) -> dict:
+    """A tool's parameters schema with ``type: object`` said."""
+    out = dict(params)
+    out.setdefault("type", "object")
+    return out
+
+
+def with_defs(schema, root: dict) -> dict:
+    """A parameter's schema carrying the tool's ``$defs`` / ``definitions`` (so its ``$ref``s resolve alone)."""
+    if not isinstance(schema, dict):
+        return {}
+    out = dict(schema)
+    for key in ("$defs", "definitions"):
+        if key in root and key not in out:
+            out[key] = root[key]
+    return out
+
+
+def drop_string(schema: dict) -> dict:
+    """The schema without its string alternative (a text value that is not a string must be something else)."""
+    out = dict(schema)
+    t = out.get("type")
+    if isinstance(t, list):
+        out["type"] = [x for x in t if x != "string"] or t
+    for key in ("anyOf", "oneOf"):
+        if key in out:
+            kept = [s for s in out[key] if not (isinstance(s, dict) and s.get("type") == "string")]
+            if kept:
+                out[key] = kept
+    return out
 
 
 def types_of(schema, root: dict, depth: int = 0) -> set[str]:

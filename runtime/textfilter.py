@@ -29,6 +29,11 @@ def unescape_xml(text: str) -> str:
     return _ENTITY.sub(_entity, text) if "&" in text else text
 
 
+def escape_xml(text: str) -> str:
+    """What `unescape_xml` reads back as ``text`` (a constraint writes keys and enum values this way)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def strip_text(text: str, mode: str) -> str:
     """The one-shot form of the ``strip`` option."""
     if mode == "whitespace":

@@ -7,6 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class UnknownToolError(ValueError):
+    """A call names a tool the request does not list, and the parse asked for ``on_unknown_tool="error"``."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the model called {name!r}, which is not among the request's tools")
+        self.name = name
+
+
 @dataclass
 class Call:
     """One tool call.  ``arguments`` is JSON text (an object), exactly the concatenation of its stream."""

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from toolgram.serve.protocol import (APIError, ChatCompletionRequest, CompletionRequest, chat_chunk, chat_response,
                        completion_chunk, error_body, new_id, now, usage)
 from toolgram.serve.session import ChatSession, CompletionSession, ServeConfig
+from toolgram.version import __version__
 
 log = logging.getLogger("toolgram.serve")
 
@@ -162,7 +163,7 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
         finally:
             await cfg.engine.close()
 
-    app = FastAPI(title="toolgram", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,
+    app = FastAPI(title="toolgram", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   default_response_class=_JSONResponse)
     app.state.cfg = cfg
     metrics = cfg.metrics
@@ -256,7 +257,7 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             if not task.done():
                 task.cancel()
 
-    async def _stream(request: Request, endpoint: str, first_events, events, session):
+    async def _stream(request: Request, first_events, events, session):
         """SSE response; ``first_events`` were produced before the headers (so early errors get a status)."""
         started = time.perf_counter()
         closed = {"done": False}
@@ -268,8 +269,8 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             with anyio.CancelScope(shield=True):
                 await events.aclose()
             _leave()
-            metrics.requests.labels(endpoint, status).inc()
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            metrics.requests.labels(request.url.path, status).inc()
+            metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
             metrics.prompt_tokens.inc(session.prompt_tokens)
             metrics.completion_tokens.inc(session.completion_tokens)
 
@@ -308,7 +309,7 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             return []
         return [first]
 
-    async def _open_stream(request, kind: str, gen, session, primes: int):
+    async def _open_stream(request, gen, session, primes: int):
         """Pull the first ``primes`` events before the response starts (errors there are a plain HTTP error),
         then stream the rest."""
         head = []
@@ -319,9 +320,9 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             await gen.aclose()
             _leave()
             raise
-        return await _stream(request, kind, head, gen, session)
+        return await _stream(request, head, gen, session)
 
-    async def _run_to_end(request, kind: str, pieces, session, started: float) -> None:
+    async def _run_to_end(request, pieces, session, started: float) -> None:
         """A non-streamed request: generate to the end (a client that leaves aborts it), then count it."""
         async def run():
             async for _ in pieces:
@@ -331,8 +332,8 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
             await _watch(request, run())
         finally:
             _leave()
-        metrics.requests.labels(kind, "200").inc()
-        metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        metrics.requests.labels(request.url.path, "200").inc()
+        metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
         metrics.prompt_tokens.inc(session.prompt_tokens)
         metrics.completion_tokens.inc(session.completion_tokens)
 
@@ -358,9 +359,9 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
                                           usage_=usage(session.prompt_tokens, session.completion_tokens)))
 
             # the role chunk, then the first generated delta: engine errors surface there
-            return await _open_stream(request, "chat", events(), session, primes=2)
+            return await _open_stream(request, events(), session, primes=2)
 
-        await _run_to_end(request, "chat", session.deltas(), session, started)
+        await _run_to_end(request, session.deltas(), session, started)
         return chat_response(rid, model, created, session.message(), session.finish_reason,
                              usage(session.prompt_tokens, session.completion_tokens))
 
@@ -384,9 +385,9 @@ def create_app(cfg: ServeConfig, *, api_key: str | None = None) -> FastAPI:
                     yield _sse(completion_chunk(rid, model, created, None,
                                                 usage_=usage(session.prompt_tokens, session.completion_tokens)))
 
-            return await _open_stream(request, "completions", events(), session, primes=1)
+            return await _open_stream(request, events(), session, primes=1)
 
-        await _run_to_end(request, "completions", session.texts(), session, started)
+        await _run_to_end(request, session.texts(), session, started)
         return {"id": rid, "object": "text_completion", "created": created, "model": model,
                 "choices": [{"index": 0, "text": "".join(session.parts), "logprobs": None,
                              "finish_reason": session.finish_reason}],

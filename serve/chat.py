@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextvars
 import datetime
 import json
-from functools import lru_cache
 
 import jinja2
 from jinja2.ext import Extension
 from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
+from toolgram.cache import LRU
 from toolgram.serve.protocol import APIError
 
 
@@ -103,8 +103,18 @@ class _Sandbox(SandboxedEnvironment):
         return left * right
 
 
-@lru_cache(maxsize=16)
+_TEMPLATES = LRU("chat_templates", 16)
+
+
 def compile_template(source: str) -> jinja2.Template:
+    template = _TEMPLATES.get(source)
+    if template is None:
+        template = _compile(source)
+        _TEMPLATES.put(source, template)
+    return template
+
+
+def _compile(source: str) -> jinja2.Template:
     env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols", _Generation])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise

@@ -38,15 +38,9 @@ You may call these functions; each is given as its JSON schema.
 
 
 def markers_of(g) -> list[str]:
-    """A grammar's markers as a model family would have them: its multi-character literal markup (and its
-    reasoning block's open and close markers), which the demo tokenizer makes single added tokens."""
-    from toolgram.compiler.compiled import LITERAL
-    ms = {x for s in g.compiled.terminals.values() if s.kind == LITERAL for x in s.spellings
-          if len(x) >= 2 and not x.isalnum() and not x.isspace()}
-    r = g.compiled.reasoning
-    if r is not None and not r.channel:
-        ms.update(m for m in (r.open, r.close) if m)
-    return sorted(ms)
+    """A grammar's markers as a model family would have them (`toolgram.Grammar.markers`), which the demo
+    tokenizer makes single added tokens."""
+    return g.markers
 
 
 def _corpus(rng: random.Random, n: int = 6000):

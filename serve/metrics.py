@@ -1,13 +1,17 @@
 """Prometheus metrics of one server (its own registry, so several servers can live in one process).
 
-Counters: requests by endpoint and status, prompt and completion tokens, tool calls, parse failures (outputs
+Counters: requests by endpoint (the route's path, for successes and errors alike) and status, prompt and completion tokens, tool calls, parse failures (outputs
 with a region that did not fit the grammar), aborted generations (client disconnects, as the engine counts
-them), upstream errors.  Histograms: constraint build time, request latency, time to first delta.
+them), upstream errors.  Histograms: constraint build time, request latency, time to first delta.  Gauges:
+hits, misses and size of every toolgram cache (`toolgram.cache`), by cache name.
 """
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
+
+from toolgram import cache
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -43,5 +47,20 @@ class Metrics:
                 g = Gauge(f"toolgram_engine_{key}", doc, registry=r)
                 g.set_function(lambda k=key: float(stats.get(k, 0)))
 
+        r.register(_CacheCollector())
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CacheCollector:
+    """toolgram's caches (`toolgram.cache.stats`), read at each scrape."""
+
+    def collect(self):
+        stats = cache.stats()
+        for key, doc in (("hits", "Cache hits"), ("misses", "Cache misses"), ("size", "Entries held"),
+                         ("maxsize", "Entries the cache may hold")):
+            family = GaugeMetricFamily(f"toolgram_cache_{key}", doc, labels=["cache"])
+            for name, s in stats.items():
+                family.add_metric([name], float(s[key]))
+            yield family

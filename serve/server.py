@@ -21,6 +21,21 @@ DEMO_GRAMMAR = "default"
 ENGINES = ("cpu", "vllm", "upstream")
 
 
+@dataclass
+class Limits:
+    """Request limits (all configurable on the command line; these are the defaults, in one place)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_tools: int = 512
+    max_schema_depth: int = 64          # JSON nesting of one tool's parameters (or a response_format schema)
+    max_messages: int = 4096
+    max_tokens: int = 4096              # the most a request may ask for
+    default_max_tokens: int = 512       # when the request does not say
+    max_concurrency: int = 64           # generation requests served or queued at once; more get 429
+    request_timeout: float = 600.0      # seconds for one whole non-streamed generation (a streamed one runs
+    #                                     while its client reads; a client that leaves aborts it)
+
+
 class ServeError(Exception):
     """A configuration problem, reported on the command line (exit status 2)."""
 
@@ -51,14 +66,14 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_tools: int = 512
-    max_schema_depth: int = 64
-    max_messages: int = 4096
-    max_tokens: int = 4096
-    default_max_tokens: int = 512
-    max_concurrency: int = 64
-    request_timeout: float = 600.0
+    max_body_bytes: int = Limits.max_body_bytes
+    max_tools: int = Limits.max_tools
+    max_schema_depth: int = Limits.max_schema_depth
+    max_messages: int = Limits.max_messages
+    max_tokens: int = Limits.max_tokens
+    default_max_tokens: int = Limits.default_max_tokens
+    max_concurrency: int = Limits.max_concurrency
+    request_timeout: float = Limits.request_timeout
     log_level: str = "info"
     try_: bool = False              # --try: one request through the openai client, then stop
 
@@ -107,7 +122,7 @@ def build(o: Options):
     """(ServeConfig, api_key) for these options; engines are created, not started."""
     from toolgram.serve.engines.base import Engine
     from toolgram.serve.metrics import Metrics
-    from toolgram.serve.session import Limits, ServeConfig
+    from toolgram.serve.session import ServeConfig
     if o.engine not in ENGINES:
         raise ServeError(f"--engine must be one of {', '.join(ENGINES)}")
     g = choose_grammar(o)

@@ -16,30 +16,17 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import OrderedDict
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from toolgram.compiler.errors import ConstraintError
-from toolgram.compiler.schema_grammar import check_schema
+from toolgram.cache import LRU
+from toolgram.errors import ConstraintError, RequestError
+from toolgram.request import check_schema, parse_request
 from toolgram.serve import chat
-from toolgram.serve.engines.base import EngineRequest, Grammar
+from toolgram.serve.engines.base import EngineConstraint, EngineRequest
 from toolgram.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, new_id
-
-
-@dataclass
-class Limits:
-    """Request limits (all configurable on the command line)."""
-
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_tools: int = 512
-    max_schema_depth: int = 64          # JSON nesting of one tool's parameters (or a response_format schema)
-    max_messages: int = 4096
-    max_tokens: int = 4096              # the most a request may ask for
-    default_max_tokens: int = 512       # when the request does not say
-    max_concurrency: int = 64           # generation requests served or queued at once; more get 429
-    request_timeout: float = 600.0      # seconds for one whole generation
+from toolgram.serve.server import Limits
 
 
 @dataclass
@@ -88,7 +75,7 @@ class StopFilter:
         return out
 
 
-_LL_PROBLEMS: OrderedDict = OrderedDict()      # constraint text -> llguidance's complaint ("" when none)
+_LL_PROBLEMS = LRU("llguidance_verdicts", 512)     # constraint text -> llguidance's complaint ("" when none)
 
 
 def lark_problem(text: str) -> str:
@@ -103,11 +90,7 @@ def lark_problem(text: str) -> str:
             problem = str(e) or type(e).__name__
         if problem.startswith("WARNING"):
             problem = ""
-        _LL_PROBLEMS[text] = problem
-        if len(_LL_PROBLEMS) > 512:
-            _LL_PROBLEMS.popitem(last=False)
-    else:
-        _LL_PROBLEMS.move_to_end(text)
+        _LL_PROBLEMS.put(text, problem)
     return problem
 
 
@@ -116,11 +99,11 @@ def _first_line(problem: str) -> str:
     return re.sub(r"^at \d+\(\d+\): ", "", line)[:300]
 
 
-def _json_grammar(schema) -> Grammar:
-    return Grammar("lark", "start: %json " + json.dumps(schema, ensure_ascii=False), json_schema=schema)
+def _json_grammar(schema) -> EngineConstraint:
+    return EngineConstraint("lark", "start: %json " + json.dumps(schema, ensure_ascii=False), json_schema=schema)
 
 
-def _response_format_grammar(rf, max_depth: int = 64) -> Grammar | None:
+def _response_format_grammar(rf, max_depth: int = 64) -> EngineConstraint | None:
     if rf is None or rf.type == "text":
         return None
     if rf.type == "json_object":
@@ -129,9 +112,9 @@ def _response_format_grammar(rf, max_depth: int = 64) -> Grammar | None:
     if not isinstance(schema, dict):
         raise APIError(400, "response_format json_schema needs json_schema.schema", param="response_format")
     try:
-        check_schema(schema, "response_format", max_depth)
-    except ConstraintError as e:
-        raise APIError(400, str(e), param="response_format.json_schema.schema") from None
+        check_schema(schema, "response_format", max_depth, param="response_format.json_schema.schema")
+    except RequestError as e:
+        raise APIError(400, str(e), param=e.param) from None
     grammar = _json_grammar(schema)
     problem = lark_problem(grammar.text)
     if problem:
@@ -141,7 +124,6 @@ def _response_format_grammar(rf, max_depth: int = 64) -> Grammar | None:
 
 
 class _Base:
-    endpoint = ""
 
     def __init__(self, cfg: ServeConfig, req):
         self.cfg = cfg
@@ -177,8 +159,8 @@ class _Base:
             return None
         return list(tok.encode(prompt, add_special_tokens=False))
 
-    async def _engine_text(self) -> AsyncIterator[tuple[str, bool]]:
-        """(text, stopped_by_stop_string) pieces from the engine; sets token counts and the engine's finish."""
+    async def _engine_text(self) -> AsyncIterator[str]:
+        """Text pieces from the engine, ``stop`` strings applied; sets token counts and the engine's finish."""
         engine = self.cfg.engine
         stopper = StopFilter(self.req.stop) if self.req.stop else None
         reason = None
@@ -196,23 +178,22 @@ class _Base:
                     text, hit = stopper.feed(text)
                     if hit:
                         if text:
-                            yield text, False
+                            yield text
                         reason = "stop"
                         break              # closing the generator aborts the engine's request
                 if text:
-                    yield text, False
+                    yield text
                 if d.finish_reason:
                     reason = d.finish_reason
                     break
         if stopper is not None:
             tail = stopper.flush()
             if tail:
-                yield tail, False
+                yield tail
         self.engine_finish = reason or "stop"
 
 
 class ChatSession(_Base):
-    endpoint = "chat"
 
     def __init__(self, cfg: ServeConfig, req: ChatCompletionRequest):
         super().__init__(cfg, req)
@@ -221,33 +202,16 @@ class ChatSession(_Base):
         if len(req.messages) > lim.max_messages:
             raise APIError(400, f"at most {lim.max_messages} messages", param="messages")
         self.tools = [t.model_dump(by_alias=True, exclude_none=True) for t in (req.tools or [])]
-        if len(self.tools) > lim.max_tools:
-            raise APIError(400, f"at most {lim.max_tools} tools", param="tools")
-        names = set()
-        for i, t in enumerate(self.tools):
-            fn = t["function"]
-            if fn["name"] in names:
-                raise APIError(400, f"duplicate tool name {fn['name']!r}", param=f"tools[{i}].function.name")
-            names.add(fn["name"])
-            params = fn.get("parameters")
-            if params is not None:
-                try:
-                    check_schema(params, f"tool {fn['name']!r}", lim.max_schema_depth)
-                except ConstraintError as e:
-                    raise APIError(400, str(e), param=f"tools[{i}].function.parameters",
-                                   code="invalid_tool_schema") from None
         choice = req.tool_choice
-        if choice is None:
-            choice = "auto" if self.tools else None
-        if not isinstance(choice, str) and choice is not None:
+        if choice is not None and not isinstance(choice, str):
             choice = choice.model_dump(by_alias=True, exclude_none=True)
-            if choice["function"]["name"] not in names:
-                raise APIError(400, f"tool_choice names {choice['function']['name']!r}, which is not in tools",
-                               param="tool_choice", code="unknown_tool")
-        if choice == "required" and not self.tools:
-            raise APIError(400, "tool_choice 'required' needs tools", param="tool_choice")
-        self.mode = "named" if isinstance(choice, dict) else (choice or "plain")
-        self.choice = choice
+        try:
+            self.request = parse_request(self.tools or None, choice, req.parallel_tool_calls, max_tools=lim.max_tools,
+                                         max_schema_depth=lim.max_schema_depth)
+        except RequestError as e:
+            raise APIError(400, str(e), param=e.param, code=e.code) from None
+        # no tools and no tool_choice: a plain chat request
+        self.mode = self.request.mode if (self.tools or choice is not None) else "plain"
         self.single = not req.parallel_tool_calls
         kwargs = dict(req.chat_template_kwargs or {})
         self.reasoning = not (kwargs.get("enable_thinking") is False or kwargs.get("thinking") is False)
@@ -267,16 +231,16 @@ class ChatSession(_Base):
                 try:
                     engine = cfg.engine
                     self.constraint = g.constraint(
-                        self.tools, choice, parallel_tool_calls=req.parallel_tool_calls, syntax=engine.syntax,
+                        self.request, syntax=engine.syntax,
                         tokenizer=engine.tokenizer if engine.token_markers and engine.syntax == "lark" else None,
                         reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None,
                         max_reasoning=cfg.max_reasoning)
                 except ConstraintError as e:
-                    raise APIError(400, str(e), param="tools", code="invalid_tools") from None
+                    raise APIError(400, str(e), param=e.param or "tools", code=e.code or "invalid_tools") from None
                 if self.mode != "none":
-                    self._check_constrained_tools(g, choice)
+                    self._check_compiles(g)
                 cfg.metrics.constraint_seconds.observe(time.perf_counter() - t0)
-                grammar = Grammar(self.constraint.syntax, self.constraint.text)
+                grammar = EngineConstraint(self.constraint.syntax, self.constraint.text)
 
         # the prompt
         if cfg.chat_template is None:
@@ -295,35 +259,29 @@ class ChatSession(_Base):
             top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()} or None)
         self.prompt_tokens = len(ids) if ids is not None else 0
-        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning)
+        # the rendered prompt decides whether the output starts inside reasoning the template opened
+        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning,
+                                                             prompt=prompt)
         self.content_parts: list[str] = []
 
-    def _check_constrained_tools(self, g, choice) -> None:
-        """A constraint must only let the model write calls the parser reads back, and it must compile: a tool
-        whose name the grammar's parser refuses, or whose schema llguidance cannot enforce, is a 400 naming it
-        (not a call returned as content, nor an engine error that names no tool)."""
-        named = choice["function"]["name"] if isinstance(choice, dict) else None
-        chosen = [(i, t) for i, t in enumerate(self.tools) if named is None or t["function"]["name"] == named]
-        pattern = g.compiled.policies.get("name_pattern")
-        for i, t in chosen:
-            name = t["function"]["name"]
-            if pattern and not re.fullmatch(pattern, name):
-                raise APIError(400, f"tool {name!r}: grammar {g.name!r} cannot read this name back (names must "
-                               f"match {pattern})", param=f"tools[{i}].function.name", code="invalid_tools")
+    def _check_compiles(self, g) -> None:
+        """A constraint must compile in llguidance: a tool whose schema llguidance cannot enforce is a 400 naming
+        it (not an engine error that names no tool).  (Whether the parser reads each tool's name back is the
+        constraint builder's check.)"""
         if self.constraint.syntax != "lark":
             return
         problem = lark_problem(self.constraint.text)
         if not problem:
             return
-        for i, t in chosen:                       # which tool: the first whose own constraint fails
+        for t in self.request.chosen:             # which tool: the first whose own constraint fails
             try:
-                single = g.constraint([t], "required", syntax="lark", reasoning=self.reasoning)
+                single = g.constraint([t.openai()], "required", syntax="lark", reasoning=self.reasoning)
             except ConstraintError:
                 continue
             if lark_problem(single.text):
-                raise APIError(400, f"tool {t['function']['name']!r}: its parameters cannot be enforced by "
+                raise APIError(400, f"tool {t.name!r}: its parameters cannot be enforced by "
                                f"constrained decoding: {_first_line(problem)}",
-                               param=f"tools[{i}].function.parameters", code="invalid_tool_schema")
+                               param=f"{t.param}.parameters", code="invalid_tool_schema")
         raise APIError(400, f"the constraint for these tools does not compile: {_first_line(problem)}",
                        param="tools", code="invalid_tools")
 
@@ -332,12 +290,12 @@ class ChatSession(_Base):
         p = self.parser
         cut = False
         async with aclosing(self._engine_text()) as texts:
-            async for text, _ in texts:
+            async for text in texts:
                 if p is None:
                     self.content_parts.append(text)
                     yield {"content": text}
                     continue
-                for d in coalesce(p.feed(text)):
+                for d in p.feed(text):
                     if self.single and _second_call(d):
                         cut = True
                         break
@@ -346,7 +304,7 @@ class ChatSession(_Base):
                     break
         if p is not None:
             if not cut:
-                for d in coalesce(p.close()):
+                for d in p.close():
                     if self.single and _second_call(d):
                         break
                     yield d
@@ -393,35 +351,11 @@ class ChatSession(_Base):
         return msg
 
 
-def coalesce(deltas: list[dict]) -> list[dict]:
-    """Consecutive deltas of the same kind as one (content with content, reasoning with reasoning, argument
-    fragments of one call): one SSE chunk instead of several when the engine hands over several tokens."""
-    out: list[dict] = []
-    for d in deltas:
-        last = out[-1] if out else None
-        if last is not None:
-            keys = set(d)
-            if keys == set(last) and len(keys) == 1 and keys <= {"content", "reasoning_content"}:
-                k = next(iter(keys))
-                last[k] = (last[k] or "") + (d[k] or "")
-                continue
-            if keys == set(last) == {"tool_calls"} and len(d["tool_calls"]) == len(last["tool_calls"]) == 1:
-                a, b = last["tool_calls"][0], d["tool_calls"][0]
-                if a.get("index") == b.get("index") and set(b) == {"index", "function"} and \
-                        set(b["function"]) == {"arguments"}:
-                    fa = a.setdefault("function", {})
-                    fa["arguments"] = (fa.get("arguments") or "") + b["function"]["arguments"]
-                    continue
-        out.append(json.loads(json.dumps(d)))         # a private copy (merged into later)
-    return out
-
-
 def _second_call(delta: dict) -> bool:
     return any(c.get("index", 0) >= 1 for c in delta.get("tool_calls") or ())
 
 
 class CompletionSession(_Base):
-    endpoint = "completions"
 
     def __init__(self, cfg: ServeConfig, req: CompletionRequest):
         super().__init__(cfg, req)
@@ -456,7 +390,7 @@ class CompletionSession(_Base):
                 raise APIError(400, "structured_outputs takes one of grammar, json, json_object",
                                param="structured_outputs")
             if so.grammar:
-                grammar = Grammar("lark", so.grammar)
+                grammar = EngineConstraint("lark", so.grammar)
             elif so.json_:
                 try:
                     schema = json.loads(so.json_) if isinstance(so.json_, str) else so.json_
@@ -470,7 +404,7 @@ class CompletionSession(_Base):
             else:
                 grammar = _json_grammar({"type": "object"})
         elif req.grammar:
-            grammar = Grammar("lark", req.grammar)
+            grammar = EngineConstraint("lark", req.grammar)
         else:
             grammar = _response_format_grammar(req.response_format, self.cfg.limits.max_schema_depth)
         self.engine_request = EngineRequest(
@@ -484,7 +418,7 @@ class CompletionSession(_Base):
 
     async def texts(self) -> AsyncIterator[str]:
         async with aclosing(self._engine_text()) as texts:
-            async for text, _ in texts:
+            async for text in texts:
                 self.parts.append(text)
                 yield text
         self.finish_reason = "length" if self.engine_finish == "length" else "stop"

@@ -4,7 +4,8 @@
         --tool-call-parser toolgram-NAME
 
 Importing this file registers one parser per bundled grammar, named ``toolgram-<grammar>`` (``toolgram list``
-shows them).  A grammar file of your own is registered as ``toolgram-file`` when ``TOOLGRAM_GRAMMAR=PATH`` is
+shows them), and one per peer parser name a grammar answers to, ``toolgram-<alias>`` (``toolgram list
+--aliases``: ``--tool-call-parser toolgram-qwen3_xml``).  A grammar file of your own is registered as ``toolgram-file`` when ``TOOLGRAM_GRAMMAR=PATH`` is
 set.  Each parser:
 
 * ``adjust_request``: keeps special tokens in the output (markers are often special tokens) and, for
@@ -25,7 +26,9 @@ import re
 import typing
 
 import toolgram
-from toolgram.compiler.errors import ConstraintError
+from toolgram.compiler import registry
+from toolgram.errors import ConstraintError
+from toolgram.request import parse_request
 from vllm.entrypoints.generate.base.protocol import DeltaMessage
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.tool_parsers.abstract_tool_parser import ToolParser, ToolParserManager
@@ -48,8 +51,7 @@ def _choice(request):
     c = getattr(request, "tool_choice", None)
     if c is None or isinstance(c, str):
         return c
-    d = c.model_dump(exclude_none=True) if hasattr(c, "model_dump") else dict(c)
-    return {"type": "function", "function": {"name": d.get("function", {}).get("name") or d.get("name")}}
+    return c.model_dump(exclude_none=True) if hasattr(c, "model_dump") else dict(c)
 
 
 def _merge(deltas: list[dict]) -> DeltaMessage | None:
@@ -89,7 +91,6 @@ class GrammarParser(ToolParser):
         super().__init__(tokenizer, tools)
         self.grammar = toolgram.load(self.grammar_ref, reasoning=None)
         self._parser = None
-        self._unsent: dict[int, str] = {}
 
     # -- request ------------------------------------------------------------------------------------
     def adjust_request(self, request):
@@ -99,10 +100,10 @@ class GrammarParser(ToolParser):
         choice = _choice(request)
         if choice == "required" or isinstance(choice, dict):
             try:
-                c = self.grammar.constraint(_tools(request), choice,
-                                            parallel_tool_calls=getattr(request, "parallel_tool_calls", True)
-                                            is not False, tokenizer=self.model_tokenizer)
-            except ConstraintError as e:
+                asked = parse_request(_tools(request), choice,
+                                      getattr(request, "parallel_tool_calls", True) is not False)
+                c = self.grammar.constraint(asked, tokenizer=self.model_tokenizer)
+            except ConstraintError as e:         # (a RequestError too: vLLM answers a ValueError with a 400)
                 raise ValueError(str(e)) from None
             request.structured_outputs = StructuredOutputsParams(grammar=c.text)
             if hasattr(request, "response_format"):
@@ -127,7 +128,6 @@ class GrammarParser(ToolParser):
                                      current_token_ids, delta_token_ids, request):
         if self._parser is None or not previous_text:
             self._parser = self.grammar.stream(_tools(request) or None)
-            self._unsent = {}
         deltas = self._parser.feed(delta_text) if delta_text else []
         msg = _merge(deltas)
         if msg is not None and msg.tool_calls:
@@ -164,11 +164,13 @@ def register() -> list[str]:
     """Register a parser per bundled grammar (and ``TOOLGRAM_GRAMMAR``'s file); return their names."""
     names = []
     refs = [(PREFIX + n, n) for n in toolgram.grammars()]
+    # the peers' parser names too (toolgram list --aliases): --tool-call-parser toolgram-qwen3_xml
+    refs += [(PREFIX + alias, n) for alias, n in sorted(registry.alias_table().items())]
     extra = os.environ.get("TOOLGRAM_GRAMMAR")
     if extra:
         refs.append((PREFIX + "file", extra))
     for name, ref in refs:
-        cls = type(_class_name(ref), (GrammarParser,), {"grammar_ref": ref, "__module__": __name__})
+        cls = type(_class_name(name[len(PREFIX):]), (GrammarParser,), {"grammar_ref": ref, "__module__": __name__})
         globals()[cls.__name__] = cls
         ToolParserManager.register_module(name, module=cls)
         names.append(name)

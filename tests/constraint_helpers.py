@@ -67,3 +67,13 @@ def decoder_for(name: str):
     from toolgram.runtime.decoding import Decoder
     g = toolgram.load(name)
     return Decoder.from_pretrained(demo_model.build(markers_of(g)))
+
+
+@functools.lru_cache(maxsize=None)
+def byte_tokenizer():
+    """An llguidance tokenizer whose tokens are the 256 bytes (id = byte value) and an end token (256): no
+    marker is a token, every marker is spelled byte by byte."""
+    import llguidance
+    return llguidance.LLTokenizer.from_tiktoken(encoder={bytes([i]): i for i in range(256)},
+                                                special_tokens={"<|end|>": 256}, pattern=r"(?s:.)", eos_token=256,
+                                                n_vocab=None, slices=None)

@@ -5,7 +5,7 @@ import pytest
 
 import toolgram
 from toolgram.cli import main
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 
 GOOD = """\
 name: tiny

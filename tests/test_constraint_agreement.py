@@ -4,7 +4,8 @@ over a tokenizer that has the family's markers as tokens; and every syntax compi
 
 Constraints write one canonical form where the parser tolerates several; corpus outputs in a tolerated
 variant the constraint does not write are skipped here (see docs/constraints.md): arguments given as a JSON
-string, extra keys such as "id" in a call object, arguments out of schema order, marker text inside a string
+string, extra keys such as "id" in a call object, JSON indented by more than the 6 blanks a constraint
+allows between tokens, arguments out of schema order, marker text inside a string
 (special tokens cannot appear in JSON strings), raw control characters inside JSON strings (read leniently,
 written escaped), Python tuples and digit separators.
 """
@@ -15,7 +16,7 @@ import sys
 import pytest
 
 from toolgram import corpus
-from toolgram.compiler.compiled import LITERAL
+from toolgram.ir import LITERAL
 
 from conftest import ALL_CASES
 from constraint_helpers import accepts, arguments_valid, synthesized_tools, tokenizer_for
@@ -33,8 +34,10 @@ def canonical(case, result, tools, g) -> bool:
             return False                                    # marker text inside a string value
         if any('"' + v in case.output for v in _strings(args) if any(ch < " " for ch in v)):
             return False                                    # a raw control character inside a JSON string
-    if re.search(r'"(arguments|parameters)"\s*:\s*"|\[ARGS\]\s*"|"id"\s*:|"\{\\"', case.output):
-        return False                                        # arguments as a JSON string, an id key
+    if re.search(r'"(arguments|parameters)"\s*:\s*"|\[ARGS\]\s*"|"\w*id"\s*:|"\{\\"', case.output):
+        return False                                        # arguments as a JSON string, an id key (tool_call_id)
+    if re.search(r"[\[{,:][ \t\r\n]{7,}", case.output):
+        return False                                        # JSON indented deeper than the constraint's 6 blanks
     if re.search(r"=\s*\(|:\s*\(|\d_\d", case.output) and case.grammar in ("pythonic", "lfm2"):
         return False                                        # Python tuples, digit separators
     return True
@@ -54,6 +57,8 @@ def _strings(value):
 def agreement_cases():
     out = []
     for case in ALL_CASES:
+        if case.prompt is not None:
+            continue                        # a constraint knows the request's reasoning switch, not the prompt
         g = corpus.grammar_for(case)
         r = g.parse(case.output, case.tools, reasoning=case.reasoning)
         if not r.tool_calls or r.recovered or any(c.truncated for c in r.tool_calls):

@@ -156,9 +156,11 @@ def test_shared_nodes_become_rules_with_the_same_language(name):
     """A node the rules reach from several places (a tool's arguments in each call form, the arguments object
     in both key orders) is written once, as a rule of its own: the text is smaller, and llguidance accepts
     exactly what it accepts from the same rules written with nothing shared."""
-    from toolgram.compiler.constraint import build_rules, lazy_heads
-    from toolgram.compiler.ebnf import Alt, Json, Rep, Seq
-    from toolgram.compiler.emit import to_gbnf, to_lark
+    from toolgram.compiler.constraint import build_rules
+    from toolgram.compiler.constraint.passes import lazy_heads
+    from toolgram.request import parse_request
+    from toolgram.ir import Alt, Json, Rep, Seq
+    from toolgram.compiler.constraint.emit import to_gbnf, to_lark
 
     def fresh(n):                               # the same tree, every node a new object
         if isinstance(n, Seq):
@@ -173,7 +175,7 @@ def test_shared_nodes_become_rules_with_the_same_language(name):
     g = toolgram.load(name)
     tok, _ = tokenizer_for(g)
     tokens = {k: v for k, v in tok.get_vocab().items() if len(k) > 1 and not k.isalnum()}
-    rules, _, _ = build_rules(g.compiled, [WEATHER, TIME], "auto")
+    rules = build_rules(g.compiled, parse_request([WEATHER, TIME], "auto"))
     unshared = {k: fresh(v) for k, v in rules.items()}
     shared_text = to_lark(lazy_heads(rules, tokens), "llguidance", tokens)
     plain_text = to_lark(lazy_heads(unshared, tokens), "llguidance", tokens)

@@ -21,10 +21,10 @@ pytest.importorskip("transformers")
 
 import toolgram  # noqa: E402
 from toolgram.serve import demo_model  # noqa: E402
-from toolgram.serve.engines.base import EngineError, EngineRequest, Grammar  # noqa: E402
+from toolgram.serve.engines.base import EngineConstraint, EngineError, EngineRequest  # noqa: E402
 from toolgram.serve.engines.cpu import CPUEngine  # noqa: E402
 
-LONG = Grammar("lark", "start: /[a-z]{4000}/")        # keeps the model busy for thousands of tokens
+LONG = EngineConstraint("lark", "start: /[a-z]{4000}/")        # keeps the model busy for thousands of tokens
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_streams_what_the_decoder_makes(engine, loop, model_path):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"a": {"type": "string", "maxLength": 6}}, "required": ["a"]}}}]
     c = g.constraint(tools, "required", tokenizer=engine.tokenizer, max_calls=2)
-    req = request(engine, "same", grammar=Grammar("lark", c.text), max_tokens=120, seed=7, temperature=1.0)
+    req = request(engine, "same", grammar=EngineConstraint("lark", c.text), max_tokens=120, seed=7, temperature=1.0)
     deltas = loop.run_until_complete(collect(engine, req))
     assert deltas[0].prompt_tokens == len(req.prompt_ids)
     assert all(d.finish_reason is None for d in deltas[:-1]) and deltas[-1].finish_reason in ("stop", "length")
@@ -137,7 +137,7 @@ def test_abort_running_and_queued(engine, loop):
 
 
 def test_errors_are_the_clients(engine, loop):
-    bad = request(engine, "bad-grammar", grammar=Grammar("lark", "start: ( /unclosed"), max_tokens=5)
+    bad = request(engine, "bad-grammar", grammar=EngineConstraint("lark", "start: ( /unclosed"), max_tokens=5)
     with pytest.raises(EngineError) as e:
         loop.run_until_complete(collect(engine, bad))
     assert e.value.status == 400 and "constraint" in str(e.value)
@@ -147,7 +147,7 @@ def test_errors_are_the_clients(engine, loop):
             loop.run_until_complete(collect(engine, req))
         assert e.value.status == 400
     with pytest.raises(EngineError) as e:
-        loop.run_until_complete(collect(engine, request(engine, "gbnf", grammar=Grammar("gbnf", 'root ::= "a"'))))
+        loop.run_until_complete(collect(engine, request(engine, "gbnf", grammar=EngineConstraint("gbnf", 'root ::= "a"'))))
     assert e.value.status == 400
     # a seed beyond 64 bits is taken modulo 2**64 (as torch takes -1), not an engine failure
     out = loop.run_until_complete(collect(engine, request(engine, "seed", max_tokens=3, seed=2 ** 70 + 3)))

@@ -5,7 +5,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE, JsonValue
+from toolgram.runtime.json_value import DONE, ERROR, MORE, JsonValue
 from toolgram.runtime.encodings.literal import literal_to_json
 from toolgram.runtime.schema_values import ToolSchemas, convert, types_of
 from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import toolgram
 from toolgram import corpus
-from toolgram.compiler.compiled import LITERAL
+from toolgram.ir import LITERAL
 
 GRAMMARS = toolgram.grammars()
 JSON_PIECES = ['{', '}', '[', ']', '"', ':', ',', ' ', '\n', '\\', '\\"', '"name"', '"arguments"',

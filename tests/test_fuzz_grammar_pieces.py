@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import toolgram
 from toolgram import corpus
-from toolgram.compiler.compiled import BLOCK, LITERAL
+from toolgram.ir import BLOCK, LITERAL
 
 GRAMMARS = toolgram.grammars()
 SCALE = float(os.environ.get("TOOLGRAM_FUZZ_SCALE", "1"))

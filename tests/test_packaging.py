@@ -48,3 +48,46 @@ def test_the_wheel_holds_every_module(tmp_path):
         for src in (ROOT / d).glob("*.py"):
             inside = "/".join(pkg.split(".")) + "/" + src.name
             assert inside in names, f"{src.relative_to(ROOT)} is not in the wheel as {inside}"
+
+
+def _build_wheel(dest: Path) -> tuple[Path, str]:
+    """Build the wheel (no isolation: the dev venv has the build backend); return it and the build's output."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    r = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(dest), str(ROOT)],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=dest)
+    if r.returncode != 0:
+        pytest.fail(r.stdout[-3000:] + r.stderr[-3000:])
+    return next(dest.glob("toolgram-*.whl")), r.stdout + r.stderr
+
+
+def test_the_wheel_installs_and_runs(tmp_path):
+    """The built wheel (not the editable tree) in a fresh venv: LICENSE and grammars inside, no build warnings,
+    and ``toolgram list``, ``toolgram check`` and ``toolgram serve --try`` run from it."""
+    import os
+    import shutil
+    import sysconfig
+    wheel, log = _build_wheel(tmp_path)
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    warnings = [line for line in log.splitlines() if "warning" in line.lower() or "deprecat" in line.lower()]
+    assert not warnings, "\n".join(warnings)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert "toolgram/grammar_files/hermes.yaml" in names and "toolgram/grammar_files/corpus/hermes.yaml" in names
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # the dependencies come from this (dev) environment; toolgram itself only from the wheel
+    Path(site, "dev_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env = dict(os.environ, TOOLGRAM_CACHE=str(tmp_path / "cache"))
+    where = subprocess.run([str(py), "-c", "import toolgram; print(toolgram.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, timeout=120)
+    assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
+    exe = venv / "bin" / "toolgram"
+    for args, expect in ((["list"], "hermes"), (["check"], "passed"), (["serve", "--try"], "get_weather")):
+        r = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert r.returncode == 0 and expect in (r.stdout + r.stderr), (args, r.stdout[-2000:], r.stderr[-2000:])

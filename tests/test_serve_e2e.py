@@ -239,3 +239,15 @@ def test_length_stays_length(servers):
     c = client(servers["hermes"])
     r = ask(c, tool_choice="required", max_tokens=3)
     assert r.choices[0].finish_reason == "length"
+
+
+def test_a_call_cut_by_max_tokens_finishes_with_length(servers):
+    # the constraint forces a call; a budget that ends inside it must say length, not tool_calls
+    c = client(servers["hermes"])
+    seen = 0
+    for n in range(3, 40, 3):
+        r = ask(c, tool_choice="required", max_tokens=n)
+        if r.usage.completion_tokens == n and r.choices[0].message.tool_calls:
+            seen += 1
+            assert r.choices[0].finish_reason == "length"
+    assert seen, "no budget cut a started call; pick other budgets"

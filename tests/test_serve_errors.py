@@ -203,3 +203,32 @@ def test_metrics(server, model):
                  "toolgram_request_latency_seconds_count", "toolgram_engine_aborted"):
         assert name in text, name
     assert float(re.search(r"^toolgram_tool_calls_total (\S+)$", text, re.M).group(1)) >= 1
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(rf"^{name}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_metrics_count_successes_and_errors_under_one_label_and_show_the_caches(server, model):
+    def scrape():
+        return httpx.get(server.base + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+
+    before = scrape()
+    ok = post(server, "/chat/completions", chat(model, max_tokens=4))
+    bad = post(server, "/chat/completions", chat(model, tool_choice="required"))   # no tools: 400
+    assert ok.status_code == 200 and bad.status_code == 400
+    for _ in range(2):
+        post(server, "/chat/completions", chat(model, tools=TOOLS, tool_choice="required", max_tokens=30))
+    after = scrape()
+    path = "/v1/chat/completions"
+    assert _metric(after, "toolgram_requests_total", endpoint=path, status="200") >= \
+        _metric(before, "toolgram_requests_total", endpoint=path, status="200") + 3
+    assert _metric(after, "toolgram_requests_total", endpoint=path, status="400") == \
+        _metric(before, "toolgram_requests_total", endpoint=path, status="400") + 1
+    assert not re.search(r'^toolgram_requests_total\{endpoint="chat"', after, re.M)
+    # the same tools twice: the second constraint is a cache hit, and /metrics shows it
+    assert _metric(after, "toolgram_cache_hits", cache="constraints") >= 1
+    assert 0 < _metric(after, "toolgram_cache_size", cache="constraints") <= \
+        _metric(after, "toolgram_cache_maxsize", cache="constraints")

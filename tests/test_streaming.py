@@ -19,7 +19,7 @@ def split(text: str, cuts) -> list[str]:
 
 def check_split(case, parts):
     g = corpus.grammar_for(case)
-    one = g.parse(case.output, case.tools, new_id=corpus.counter_ids(), reasoning=case.reasoning)
+    one = g.parse(case.output, case.tools, new_id=corpus.counter_ids(), reasoning=case.reasoning, prompt=case.prompt)
     deltas, streamed = corpus.stream_deltas(g, case, parts)
     assert corpus.rebuild(deltas) == corpus.summary(one)
     assert corpus.summary(streamed) == corpus.summary(one)

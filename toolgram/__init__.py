@@ -4,11 +4,11 @@ See docs/grammar-format.md for the grammar files and README.md for the command l
 """
 from toolgram.api import Grammar, for_model, grammars, load, reasoning_for_model, reasoning_grammars
 from toolgram.compiler.constraint import Constraint
-from toolgram.compiler.errors import ConstraintError, GrammarError
+from toolgram.errors import ConstraintError, GrammarError
 from toolgram.runtime.parser import StreamingParser
-from toolgram.runtime.types import Call as ToolCall, ParseResult
+from toolgram.runtime.types import Call as ToolCall, ParseResult, UnknownToolError
+from toolgram.version import __version__
 
-__version__ = "0.1.0"
 
-__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "for_model", "grammars",
+__all__ = ["Constraint", "ConstraintError", "Grammar", "GrammarError", "ParseResult", "StreamingParser", "ToolCall", "UnknownToolError", "for_model", "grammars",
            "load", "reasoning_for_model", "reasoning_grammars", "__version__"]

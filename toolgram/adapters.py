@@ -6,7 +6,7 @@ warnings and an empty generation; `outlines_cfg` checks the grammar with llguida
 from __future__ import annotations
 
 from toolgram.compiler.constraint import Constraint
-from toolgram.compiler.errors import ConstraintError
+from toolgram.errors import ConstraintError
 
 
 def check_lark(constraint: Constraint, tokenizer=None) -> None:

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from toolgram.compiler import registry
-from toolgram.compiler.compiled import CompiledGrammar
+from toolgram.ir import LITERAL, CompiledGrammar
 from toolgram.compiler.constraint import Constraint, build_constraint
 from toolgram.runtime.parser import StreamingParser
+from toolgram.request import ToolRequest
 from toolgram.runtime.types import ParseResult
 
 
@@ -37,23 +38,48 @@ class Grammar:
         return r.name if r is not None else None
 
     @property
+    def markers(self) -> list[str]:
+        """The grammar's multi-character literal markup (and its reasoning block's open and close markers),
+        sorted: what a model family's tokenizer has as special tokens."""
+        c = self.compiled
+        ms = {x for s in c.terminals.values() if s.kind == LITERAL for x in s.spellings
+              if len(x) >= 2 and not x.isalnum() and not x.isspace()}
+        r = c.reasoning
+        if r is not None and not r.channel:
+            ms.update(m for m in (r.open, r.close) if m)
+        return sorted(ms)
+
+    @property
     def triggers(self) -> tuple:
         """Markers that start a tool call from content."""
         return self.compiled.triggers
 
-    def stream(self, tools=None, *, new_id=None, reasoning: bool = True) -> StreamingParser:
+    def stream(self, tools=None, *, new_id=None, reasoning: bool = True, prompt: str | None = None,
+               on_truncated: str = "keep", on_unknown_tool: str | None = None) -> StreamingParser:
         """A fresh incremental parser for one response.
 
         ``tools``: the request's OpenAI ``tools`` (types XML-ish values, flags unknown names).
         ``new_id``: callable returning ids for calls without a native id (default ``call_<random>``).
         ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
+        ``prompt``: the rendered prompt (or its tail); it decides whether the output starts inside reasoning
+        (the template opened ``<think>``) or in content (it closed it, or opened nothing).
+        ``on_truncated``: ``"keep"`` (default) keeps a call cut off by the end of the output (``truncated``);
+        ``"content"`` makes the cut-off last call's text content in the final result (a streaming client has
+        already received its deltas: meant for one-shot parses and non-streamed responses).
+        ``on_unknown_tool`` (with ``tools``): ``"keep"`` flags the call ``unknown``; ``"content"`` reads its
+        text as content (decided at the name, so streaming agrees); ``"error"`` raises
+        `toolgram.UnknownToolError` there.  Default: the grammar's ``unknown_tool`` policy.
         """
-        return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning)
+        if isinstance(tools, ToolRequest):
+            tools = tools.openai_tools()
+        return StreamingParser(self.compiled, tools, new_id=new_id, reasoning=reasoning, prompt=prompt,
+                               on_truncated=on_truncated, on_unknown_tool=on_unknown_tool)
 
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
                    max_reasoning: int | None = None, max_calls: int | None = None) -> Constraint:
-        """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``.
+        """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``
+        (or a `toolgram.request.ToolRequest`, which carries both and ``parallel_tool_calls``).
 
         ``tool_choice``: "required" | "auto" (lazy: free text until a call marker) | "none" |
         ``{"type": "function", "function": {"name": ...}}``.  ``syntax``: "lark" (llguidance; ``dialect=
@@ -67,9 +93,11 @@ class Grammar:
                                 dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning,
                                 max_calls=max_calls)
 
-    def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True) -> ParseResult:
-        """Parse a whole output (exactly what streaming it in one delta gives)."""
-        p = self.stream(tools, new_id=new_id, reasoning=reasoning)
+    def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True, prompt: str | None = None,
+              on_truncated: str = "keep", on_unknown_tool: str | None = None) -> ParseResult:
+        """Parse a whole output (exactly what streaming it in one delta gives); options as in `stream`."""
+        p = self.stream(tools, new_id=new_id, reasoning=reasoning, prompt=prompt, on_truncated=on_truncated,
+                        on_unknown_tool=on_unknown_tool)
         p.feed(text)
         p.close()
         return p.result

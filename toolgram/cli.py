@@ -13,7 +13,7 @@ from pathlib import Path
 from toolgram import corpus
 from toolgram.api import load
 from toolgram.compiler import registry
-from toolgram.compiler.errors import GrammarError
+from toolgram.errors import GrammarError
 
 
 def _read_tools(path: str | None):
@@ -38,7 +38,7 @@ def _reasoning_arg(args):
 
 
 def cmd_compile(args) -> int:
-    from toolgram.compiler.build import compile_data, read
+    from toolgram.compiler.build import read
     data, lines = read(args.file)
     if data.get("kind") == "reasoning":
         from toolgram.compiler.build import reasoning_spec
@@ -91,7 +91,7 @@ def cmd_parse(args) -> int:
 
 
 def cmd_constraint(args) -> int:
-    from toolgram.compiler.errors import ConstraintError
+    from toolgram.errors import ConstraintError
     g = load(args.name, _reasoning_arg(args))
     tools = _read_tools(args.tools) or []
     choice = args.choice
@@ -162,6 +162,15 @@ def cmd_new(args) -> int:
 
 
 def cmd_list(args) -> int:
+    if args.aliases:
+        # peers' parser names (Dynamo --dyn-tool-call-parser / --dyn-reasoning-parser, vLLM --tool-call-parser /
+        # --reasoning-parser) that are not a bundled grammar's own name; a grammar's own name works as is
+        for title, table in (("tool-call parser", registry.alias_table()),
+                             ("reasoning parser", registry.reasoning_alias_table())):
+            print(f"{title} names:")
+            for alias, name in sorted(table.items()):
+                print(f"  {alias:24} {name}")
+        return 0
     if args.reasoning_grammars:
         for name, models in registry.reasoning_table():
             print(f"{name:16} {', '.join(models)}")
@@ -189,11 +198,12 @@ def cmd_vllm_plugin_path(args) -> int:
 
 
 def _add_serve(sub) -> None:
+    from toolgram.serve.server import Options as D    # (the server's defaults, in one place; a light import)
     s = sub.add_parser("serve", help="serve an OpenAI-compatible endpoint (tool calls parsed and constrained)",
                        description="An OpenAI-compatible server whose tool calls come out right for any model with "
                                    "a grammar. With no --model it serves a built-in demo model (random weights). "
                                    "See docs/serving.md.")
-    s.add_argument("--engine", default="cpu", choices=["cpu", "vllm", "upstream"],
+    s.add_argument("--engine", default=D.engine, choices=["cpu", "vllm", "upstream"],
                    help="cpu: embedded transformers engine (default); vllm: vLLM in-process; "
                         "upstream: OpenAI-compatible servers given with --upstream")
     s.add_argument("--model", help="a local model directory (cpu, upstream: tokenizer and chat template) or a "
@@ -212,33 +222,39 @@ def _add_serve(sub) -> None:
     s.add_argument("--threads", type=int, help="cpu engine: torch threads")
     s.add_argument("--upstream", action="append", default=[], metavar="URL",
                    help="upstream server base URL (repeatable; requests go to the least loaded)")
-    s.add_argument("--upstream-kind", default="vllm", choices=["vllm", "llamacpp", "sglang"],
+    s.add_argument("--upstream-kind", default=D.upstream_kind, choices=["vllm", "llamacpp", "sglang"],
                    help="how constraints are sent upstream (vllm: structured_outputs; also for toolgram)")
     s.add_argument("--upstream-model", help="model name sent upstream (default: the upstream's first model)")
     s.add_argument("--upstream-api-key", help="bearer token for the upstream servers")
     s.add_argument("--tokenizer", help="upstream engine: local tokenizer directory (default: --model)")
-    s.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect timeout, s (default 5)")
-    s.add_argument("--read-timeout", type=float, default=60.0,
-                   help="upstream: longest wait between two stream reads, s (default 60)")
+    s.add_argument("--connect-timeout", type=float, default=D.connect_timeout,
+                   help="upstream connect timeout, s (default %(default)s)")
+    s.add_argument("--read-timeout", type=float, default=D.read_timeout,
+                   help="upstream: longest wait between two stream reads, s (default %(default)s)")
     s.add_argument("--max-model-len", type=int, help="vllm engine: context length")
-    s.add_argument("--vllm-dtype", default="auto", help="vllm engine: dtype (default auto)")
+    s.add_argument("--vllm-dtype", default=D.vllm_dtype, help="vllm engine: dtype (default %(default)s)")
     s.add_argument("--vllm-args", type=json.loads, default=None, metavar="JSON",
                    help='vllm engine: more AsyncEngineArgs as a JSON object, e.g. \'{"enforce_eager": true}\'')
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default=D.host, help="address to bind (default %(default)s)")
+    s.add_argument("--port", type=int, default=D.port, help="port (default %(default)s)")
     s.add_argument("--api-key", default=os.environ.get("TOOLGRAM_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default: $TOOLGRAM_API_KEY; none: open)")
-    s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit (413 above)")
-    s.add_argument("--max-tools", type=int, default=512, help="tools per request (400 above; default 512)")
-    s.add_argument("--max-schema-depth", type=int, default=64,
-                   help="JSON nesting of one tool's parameters schema (400 above; default 64)")
-    s.add_argument("--max-messages", type=int, default=4096, help="messages per request (400 above; default 4096)")
-    s.add_argument("--max-tokens", type=int, default=4096, help="the most max_tokens a request may ask")
-    s.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request sets none")
-    s.add_argument("--max-concurrency", type=int, default=64,
-                   help="generation requests in flight (served or queued); more get 429")
-    s.add_argument("--request-timeout", type=float, default=600.0, help="seconds for one non-streamed request")
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--max-body-bytes", type=int, default=D.max_body_bytes,
+                   help="request body limit (413 above; default %(default)s)")
+    s.add_argument("--max-tools", type=int, default=D.max_tools, help="tools per request (400 above; default %(default)s)")
+    s.add_argument("--max-schema-depth", type=int, default=D.max_schema_depth,
+                   help="JSON nesting of one tool's parameters schema (400 above; default %(default)s)")
+    s.add_argument("--max-messages", type=int, default=D.max_messages,
+                   help="messages per request (400 above; default %(default)s)")
+    s.add_argument("--max-tokens", type=int, default=D.max_tokens,
+                   help="the most max_tokens a request may ask (default %(default)s)")
+    s.add_argument("--default-max-tokens", type=int, default=D.default_max_tokens,
+                   help="max_tokens when a request sets none (default %(default)s)")
+    s.add_argument("--max-concurrency", type=int, default=D.max_concurrency,
+                   help="generation requests in flight (served or queued); more get 429 (default %(default)s)")
+    s.add_argument("--request-timeout", type=float, default=D.request_timeout,
+                   help="seconds for one non-streamed request (default %(default)s)")
+    s.add_argument("--log-level", default=D.log_level, choices=["debug", "info", "warning", "error"])
     s.add_argument("--try", dest="try_", action="store_true",
                    help="serve on a free local port, send one streamed tools request with the openai client, "
                         "print the answer, and stop (exit status 0 when a schema-valid tool call came back)")
@@ -312,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("list", help="list bundled grammars and their model globs")
     li.add_argument("--reasoning-grammars", action="store_true", help="list reasoning grammars instead")
+    li.add_argument("--aliases", action="store_true",
+                    help="list the peers' parser names (Dynamo, vLLM) each grammar answers to")
     li.set_defaults(func=cmd_list)
 
     _add_serve(sub)

@@ -10,6 +10,7 @@ A corpus is ``grammars/corpus/<grammar>.yaml``::
         tools: weather            # a tool set of grammars/corpus/_tools.yaml, or an inline list
         chunks: ["Let me look.\\n<tool_", "call>..."]   # optional: deltas to stream (a split marker)
         reasoning: false          # optional: the request turned reasoning off
+        prompt: "<think>\n"       # optional: the rendered prompt's tail (decides the start state)
         load: {reasoning: qwen3}  # optional: compose a reasoning grammar for this case
         expect:
           content: "Let me look.\\n"     # exact, or null
@@ -43,6 +44,7 @@ class Case:
     chunks: list | None = None
     reasoning: bool = True
     load: dict = field(default_factory=dict)
+    prompt: str | None = None      # the rendered prompt's tail: decides whether the output starts in reasoning
 
     @property
     def id(self) -> str:
@@ -84,7 +86,7 @@ def load_cases(grammar: str, sets: dict | None = None) -> list[Case]:
             tools = sets[tools]
         cases.append(Case(grammar=grammar, name=raw["name"], output=raw["output"], expect=raw.get("expect", {}),
                           tools=tools, chunks=raw.get("chunks"), reasoning=raw.get("reasoning", True),
-                          load=raw.get("load", {})))
+                          load=raw.get("load", {}), prompt=raw.get("prompt")))
     return cases
 
 
@@ -100,7 +102,7 @@ def grammar_for(case: Case) -> Grammar:
 
 
 def stream_deltas(g: Grammar, case: Case, parts) -> tuple[list[dict], object]:
-    p = g.stream(case.tools, new_id=counter_ids(), reasoning=case.reasoning)
+    p = g.stream(case.tools, new_id=counter_ids(), reasoning=case.reasoning, prompt=case.prompt)
     deltas: list[dict] = []
     for part in parts:
         deltas += p.feed(part)
@@ -173,7 +175,7 @@ def check_expectation(case: Case, result) -> list[str]:
 def check_case(case: Case) -> list[str]:
     """All problems with one case: expectation, streaming equivalence, segments, JSON validity."""
     g = grammar_for(case)
-    result = g.parse(case.output, case.tools, new_id=counter_ids(), reasoning=case.reasoning)
+    result = g.parse(case.output, case.tools, new_id=counter_ids(), reasoning=case.reasoning, prompt=case.prompt)
     problems = check_expectation(case, result)
     if "".join(t for _, t in result.segments) != case.output:
         problems.append("segments do not concatenate to the output")

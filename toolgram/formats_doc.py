@@ -15,7 +15,7 @@ from pathlib import Path
 
 from toolgram.api import load
 from toolgram.compiler import registry
-from toolgram.compiler.compiled import BLOCK
+from toolgram.ir import BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "formats.md"
@@ -54,6 +54,9 @@ def _section(name: str) -> str:
     if c.alias_of:
         lines += [f"- **Alias of** `{c.alias_of}`.", ""]
     lines.append(f"- **Models:** {_models(c.models)}")
+    aliases = sorted(a for a, n in registry.alias_table().items() if n == name)
+    if aliases:
+        lines.append("- **Also answers to** (peers' parser names): " + ", ".join(f"`{a}`" for a in aliases))
     if c.default_reasoning:
         lines.append(f"- **Default reasoning:** `{c.default_reasoning}`")
     policies = {k: v for k, v in c.policies.items() if k != "name_pattern"}
@@ -79,7 +82,8 @@ def _reasoning_section(name: str) -> str:
     data, _ = registry.read(registry.grammars_dir() / "reasoning" / f"{name}.yaml")
     marks = " … ".join(f"`{_cell(m)}`" for m in (data.get("open"), data.get("close")) if m) or "a channel"
     flags = [k for k in ("starts_inside", "anywhere", "ends_at_call", "channel") if data.get(k)]
-    return (f"| `{name}` | {marks} | {', '.join(flags) or '-'} | {_models(data.get('models', ()))} | "
+    aliases = ", ".join(f"`{a}`" for a in sorted(data.get("aliases", ()))) or "-"
+    return (f"| `{name}` | {marks} | {', '.join(flags) or '-'} | {aliases} | {_models(data.get('models', ()))} | "
             f"{_cell(' '.join(str(data.get('description', '')).split()))} |\n")
 
 
@@ -155,8 +159,8 @@ def render() -> str:
         c = load(name).compiled
         out.append(f"| [{name}](#{name}) | {_models(c.models)} | {c.default_reasoning or '-'} |\n")
     out.append("\n## Reasoning grammars\n\nComposed with `toolgram.load(grammar, reasoning=name)` (or "
-               "`--reasoning-parser`).\n\n| reasoning | markers | flags | models | description |\n"
-               "|---|---|---|---|---|\n")
+               "`--reasoning-parser`; the aliases are the peers' reasoning-parser names).\n\n"
+               "| reasoning | markers | flags | aliases | models | description |\n|---|---|---|---|---|---|\n")
     out += [_reasoning_section(n) for n in registry.reasoning_names()]
     for name in names:
         out.append("\n" + _section(name))
@@ -165,6 +169,10 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
+    if not PAGE.parent.is_dir():
+        print(f"toolgram: {PAGE.parent} does not exist: formats_doc rewrites docs/formats.md of a source checkout, "
+              f"not of an installed package", file=sys.stderr)
+        return 2
     PAGE.write_text(render(), encoding="utf-8")
     print(f"wrote {PAGE}", file=sys.stderr)
     return 0

@@ -1,134 +1,28 @@
-"""Encoding blocks for JSON: a call written as one JSON object, and an arguments value.
+"""The ``json_call`` encoding: a whole call written as one JSON object.
 
-``json_call`` scans ``{"name": "f", "arguments": {...}}`` as it arrives: the name is reported as soon as
+It scans ``{"name": "f", "arguments": {...}}`` as it arrives: the name is reported as soon as
 its string closes, the arguments value streams through (a JSON object, or with ``arguments_as_string`` a
 JSON string holding one), an id key is picked up, other keys are validated and skipped.  Key order is free;
 which keys name the function, the arguments and the id is configured per grammar (``parameters`` for
 ``arguments``...).  A valid object without a name is not a call: the block fails, and the region it was in
-comes back as content.
-
-``json`` scans just an arguments object (or, as an argument *value*, any JSON value).
+comes back as content.  Its constraint: the name and arguments members (any accepted key spelling, either
+order), the arguments the tool's JSON Schema.
 """
 from __future__ import annotations
 
 import json
 import re
 
-from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE, JsonValue
+from toolgram.errors import ConstraintError
+from toolgram.ir import Json, Lit, Regex, alt, seq
+from toolgram.runtime.encodings.json_args import JsonArgs
+from toolgram.runtime.json_value import DONE, ERROR, MORE, JsonValue
+from toolgram.runtime.encodings.registry import JSON_WS, Encoding, register
+from toolgram.runtime.schema_values import object_schema
 
 _WS = re.compile(r"[ \t\n\r]*")
 _STR_RUN = re.compile(r'[^"\\\x00-\x1f]+')
 _ESCAPE = re.compile(r'\\(?:(["\\/bfnrt])|u([0-9a-fA-F]{4}))')
-_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-class StringJson:
-    """A JSON string whose decoded content is itself a JSON object: decodes and re-scans it streaming.
-
-    When the decoded text stops being JSON, the rest of the string is still read (so where the error is
-    reported depends only on the text, not on how it was split) and the error is reported after it.
-    """
-
-    __slots__ = ("inner", "pending", "opened", "closed", "broken")
-
-    def __init__(self, emit):
-        self.inner = JsonValue(emit, top="object")
-        self.pending = ""           # decoded text the inner scanner has not consumed yet
-        self.opened = False
-        self.closed = False
-        self.broken = False         # the decoded text is not JSON: skip to the end of the string
-
-    def closers(self) -> str:
-        return self.inner.closers()
-
-    @property
-    def done(self) -> bool:
-        return self.closed
-
-    def _inner(self, text: str) -> None:
-        if self.broken:
-            return
-        data = self.pending + text
-        p, status = self.inner.feed(data, 0)
-        if status == ERROR or (status == DONE and data[p:].strip(" \t\n\r")):
-            self.broken = True
-            self.pending = ""
-            return
-        self.pending = data[p:] if status == MORE else ""
-
-    def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
-        n = len(buf)
-        if not self.opened:
-            if pos >= n:
-                return pos, MORE
-            if buf[pos] != '"':
-                return pos, ERROR
-            self.opened = True
-            pos += 1
-        while pos < n:
-            m = _STR_RUN.match(buf, pos)
-            if m is not None:
-                self._inner(m.group())
-                pos = m.end()
-                continue
-            c = buf[pos]
-            if c == '"':
-                if self.broken:
-                    return pos + 1, ERROR
-                p, status = self.inner.feed(self.pending, 0, eof=True)
-                if status != DONE or self.pending[p:].strip(" \t\n\r"):
-                    return pos + 1, ERROR
-                self.closed = True
-                return pos + 1, DONE
-            if c != "\\":
-                self._inner(c)                # a raw control character: taken as itself (see JsonValue)
-                pos += 1
-                continue
-            m = _ESCAPE.match(buf, pos)
-            if m is None:
-                if n - pos < 6 and not eof:
-                    return pos, MORE
-                return pos, ERROR
-            self._inner(_SIMPLE[m.group(1)] if m.group(1) else chr(int(m.group(2), 16)))
-            pos = m.end()
-        return pos, MORE
-
-
-class JsonArgs:
-    """The ``json`` block: an arguments object (role markup) or any JSON value (role value)."""
-
-    FIRST = " \t\r\n{[\"-0123456789tfn"
-
-    __slots__ = ("out", "value", "as_string", "sub")
-
-    def __init__(self, out, options: dict, value: bool = False):
-        self.out = out
-        self.value = value
-        self.as_string = options.get("arguments_as_string", False)
-        self.sub = None
-
-    def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
-        if self.sub is None:
-            pos = _WS.match(buf, pos).end()
-            if pos >= len(buf):
-                return pos, MORE if not eof else ERROR
-            c = buf[pos]
-            if self.value:
-                self.sub = JsonValue(self.out.value_json)
-                self.out.value_scanner(self.sub)
-            elif c == "{":
-                self.sub = JsonValue(self.out.args, top="object")
-                self.out.args_scanner(self.sub)
-            elif c == '"' and self.as_string:
-                self.sub = StringJson(self.out.args)
-                self.out.args_scanner(self.sub)
-            elif buf.startswith("null", pos):
-                self.sub = JsonValue(None)     # null arguments: the call has none
-            elif not eof and len(buf) - pos < 4 and "null".startswith(buf[pos:]):
-                return pos, MORE               # undecided until four characters are there
-            else:
-                return pos, ERROR
-        return self.sub.feed(buf, pos, eof)
 
 
 # json_call states
@@ -283,3 +177,36 @@ class JsonCall:
         else:
             self.out.call_id(str(value))
         return True
+
+
+def _call(ctx, spec, tool):
+    """The call object: name and arguments keys (any accepted spelling, either order), JSON spacing."""
+    if not re.fullmatch(ctx.name_pattern, tool.name):
+        # JSON could write any name, but a call the parser refuses would come back as content
+        raise ConstraintError(f"tool {tool.name!r}: the name cannot be read back in grammar {ctx.grammar!r}")
+    ws = Regex(JSON_WS)
+    names = spec.options.get("name_keys") or ["name"]
+    arg_keys = spec.options.get("arguments_keys") or ["arguments", "parameters"]
+    params = object_schema(tool.closed)
+    name_member = seq(alt(*[Lit(json.dumps(k)) for k in names]), ws, Lit(":"), ws,
+                      Lit(json.dumps(tool.name, ensure_ascii=False)))
+    args_member = seq(alt(*[Lit(json.dumps(k)) for k in arg_keys]), ws, Lit(":"), ws,
+                      Json.of(params, f"tool {tool.name!r}"))
+    both = alt(seq(name_member, ws, Lit(","), ws, args_member), seq(args_member, ws, Lit(","), ws, name_member))
+    if spec.options.get("name_only", True) and not params.get("required"):
+        both = alt(both, name_member)
+    return seq(ws, Lit("{"), ws, both, ws, Lit("}"))
+
+
+_KEYS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+
+ENCODING = register(Encoding(
+    name="json_call",
+    summary="a whole call as one JSON object: name, arguments and id keys configurable",
+    options={"name_keys": _KEYS, "arguments_keys": _KEYS, "id_keys": {"type": "array", "items": {"type": "string"}},
+             "arguments_as_string": {"type": "boolean"}, "name_only": {"type": "boolean"}},
+    first=lambda prepared: JsonCall.FIRST,
+    scanner=lambda out, prepared, value: JsonCall(out, prepared),
+    arguments=_call,
+    finds_name=True,
+))

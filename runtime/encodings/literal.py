@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import re
 
-from toolgram.runtime.encodings.json_value import DONE, ERROR, MORE, json_string
+from toolgram.runtime.json_value import DONE, ERROR, MORE, json_string
+from toolgram.runtime.encodings.registry import Encoding, register
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUM_RUN = re.compile(r"[0-9A-Za-z_.]+")
@@ -384,3 +385,30 @@ def literal_to_json(text: str, syntax: str = "python") -> str | None:
     if status != DONE or text[pos:].strip():
         return None
     return "".join(out)
+
+
+def _scanner(out, prof: dict, value: bool):
+    scanner = LiteralValue(out.value_json, prof)
+    out.value_scanner(scanner)
+    return scanner
+
+
+def _value(ctx, spec, arg):
+    prof = spec.prepared
+    return ctx.schema_value(arg.schema, arg.root, syntax=spec.options.get("syntax", "python"), where=arg.where,
+                            prefix=arg.slug, quote=prof["quotes"][0], words=prof["words"],
+                            bare_keys=prof["bare_keys"])
+
+
+ENCODING = register(Encoding(
+    name="literal",
+    summary="a Python (or relaxed, JS-like) literal converted to JSON: call keywords, relaxed objects",
+    options={"syntax": {"enum": ["python", "relaxed"]},
+             "quotes": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+             "words": {"type": "object", "additionalProperties": {"enum": [True, False, None]}},
+             "bare_keys": {"type": "boolean"}},
+    prepare=profile,
+    first=lambda prof: " \t\r\n" + prof["first"],
+    scanner=_scanner,
+    value=_value,
+))

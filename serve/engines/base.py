@@ -20,7 +20,7 @@ class EngineError(APIError):
 
 
 @dataclass
-class Grammar:
+class EngineConstraint:
     """A decoding constraint as the engine receives it: Lark for llguidance (``lark``), GBNF (``gbnf``), or a
     JSON schema (``json``)."""
 
@@ -34,7 +34,7 @@ class EngineRequest:
     request_id: str
     prompt: str
     prompt_ids: list[int] | None = None
-    grammar: Grammar | None = None
+    grammar: EngineConstraint | None = None
     max_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0

@@ -170,4 +170,6 @@ def test_plugin_registers_every_grammar():
     from vllm.tool_parsers.abstract_tool_parser import ToolParserManager
     names = set(ToolParserManager.list_registered())
     assert {f"toolgram-{g}" for g in toolgram.grammars()} <= names
+    from toolgram.compiler import registry
+    assert {f"toolgram-{a}" for a in registry.alias_table()} <= names      # peers' names: toolgram-qwen3_xml
     assert set(vllm_plugin.REGISTERED) <= names

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 
-from toolgram.compiler.ebnf import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
-from toolgram.compiler.errors import ConstraintError
+from toolgram.ir import Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok
+from toolgram.errors import ConstraintError
+from toolgram.compiler.lark_text import lark_string
 from toolgram.compiler.regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
 from toolgram.compiler.schema_grammar import json_rules
 
@@ -37,27 +38,6 @@ def _split_tokens(text: str, tokens: dict) -> list:
     if buf:
         out.append("".join(buf))
     return out
-
-
-def lark_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 32:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _regex_text(pattern: str) -> str:

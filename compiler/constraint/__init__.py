@@ -1,0 +1,125 @@
+"""Constraints derived from the grammar that parses: ``required``, a named tool, lazy ``auto`` and ``none``.
+
+The grammar's rules (its constraint IR, made at compile time) are rewritten for one request
+(`toolgram.request.ToolRequest`), in four steps, one module each:
+
+* `specialise`: the call rule per tool — the name as the grammar reads it back, the arguments as the tool's
+  JSON Schema in the grammar's encoding (each encoding's constraint side);
+* `variants`: the start rule by call count — at least one call (``required``), exactly one
+  (``parallel_tool_calls=False``, a named tool), none, or any (``auto``: free text that cannot contain a call
+  marker except by starting a well-formed call); a reasoning block may come first where the grammar has one;
+* `passes`: what llguidance's lexer needs (no two free-text lexemes meeting, lazy text before markers);
+* `emit`: written out as Lark for llguidance (``dialect="llguidance"``) or xgrammar's ``compile_lark``
+  (``dialect="xgrammar"``: no regex intersections), GBNF (llama.cpp), or xgrammar/vLLM structural tags.
+
+So the parser accepts everything the constraint allows, and their typing agrees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toolgram.cache import LRU
+from toolgram.compiler.constraint import emit, passes
+from toolgram.compiler.constraint.specialise import Specialiser
+from toolgram.compiler.constraint.tokens import added_tokens
+from toolgram.compiler.constraint.variants import Variants
+from toolgram.errors import ConstraintError
+from toolgram.ir import CompiledGrammar, Ref, alt
+from toolgram.request import ToolRequest, data_key, parse_request
+
+SYNTAXES = ("lark", "gbnf", "structural_tag")
+_CONSTRAINTS = LRU("constraints", 512)
+
+
+@dataclass
+class Constraint:
+    """A decoding constraint: the grammar ``text`` in ``syntax`` for one request's tools and choice."""
+
+    syntax: str
+    text: str
+    mode: str
+    tools: tuple
+    parallel: bool
+    triggers: tuple = ()
+    dialect: str = "llguidance"
+    rules: dict = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def structured_outputs(self) -> dict:
+        """vLLM's request field ``structured_outputs`` for this constraint."""
+        key = "structural_tag" if self.syntax == "structural_tag" else "grammar"
+        return {key: self.text}
+
+
+def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
+                max_calls: int | None = None) -> dict:
+    """The constraint's rules for a checked request: name -> node, "start" first."""
+    if g.rules_problem is not None:
+        raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
+    rules = g.rules
+    mode = request.mode
+    out: dict = {}
+    spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning)
+    # the call rule, and every alternative named after it (``-> call``), is one form of a call
+    call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
+    calls = []
+    for form in call_rules:
+        forms = []
+        for i, tool in enumerate(request.chosen):
+            body = spec.call(form, tool)
+            if body is not None:
+                name = f"tg_{form}_{i}"
+                out[name] = body
+                forms.append(Ref(name))
+        if forms:
+            out[f"tg_call__{form}"] = alt(*forms)
+            calls.extend(forms)
+    v = Variants(rules, call_rules, out, spec.leaf, max_calls)
+    top = Ref("start" if reasoning or "plain" not in g.tables.start_states else "plain")
+    if mode in ("required", "named"):
+        start = v.restrict(top, "many" if request.parallel else "one")
+    elif mode == "auto" and calls:
+        start = v.restrict(top, "any") if request.parallel else alt(v.restrict(top, "zero"), v.restrict(top, "one"))
+    else:
+        start = v.restrict(top, "zero")
+    if start is None:
+        raise ConstraintError(f"grammar {g.name}: no output of this grammar fits tool_choice {mode!r}")
+    out["tg_start"] = start
+    out["start"] = Ref("tg_start")
+    return passes.finish(out)
+
+
+def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
+                     syntax: str = "lark", tokenizer=None, *, dialect: str = "llguidance",
+                     reasoning: bool = True, max_reasoning: int | None = None,
+                     max_calls: int | None = None) -> Constraint:
+    """`Grammar.constraint`.  ``tools``: the request's OpenAI ``tools`` (then ``tool_choice`` and
+    ``parallel_tool_calls`` apply), or a `ToolRequest` already checked.  Results are kept in a bounded LRU."""
+    if syntax not in SYNTAXES:
+        raise ConstraintError(f"syntax must be one of {', '.join(SYNTAXES)}, not {syntax!r}", "syntax")
+    if dialect not in ("llguidance", "xgrammar"):
+        raise ConstraintError(f"dialect must be 'llguidance' or 'xgrammar', not {dialect!r}", "dialect")
+    if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 1):
+        raise ConstraintError("max_calls must be a positive integer", "max_calls")
+    tokens = added_tokens(tokenizer) if syntax == "lark" else {}
+    request = tools if isinstance(tools, ToolRequest) else None
+    asked = request.key if request is not None else data_key((tools, tool_choice, parallel_tool_calls))
+    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), reasoning, max_reasoning, max_calls)
+    hit = _CONSTRAINTS.get(key)
+    if hit is not None:
+        return hit
+    if request is None:
+        request = parse_request(tools, tool_choice, parallel_tool_calls)
+    rules = build_rules(g, request, reasoning, max_reasoning, max_calls)
+    if syntax == "lark":
+        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens)
+    elif syntax == "gbnf":
+        text = emit.to_gbnf(rules)
+    else:
+        text = emit.to_structural_tag(rules)
+    c = Constraint(syntax=syntax, text=text, mode=request.mode, tools=tuple(t.name for t in request.chosen),
+                   parallel=request.parallel, triggers=g.triggers, dialect=dialect, rules=rules)
+    _CONSTRAINTS.put(key, c)
+    return c

@@ -1,0 +1,318 @@
+"""Per-tool specialisation: a grammar's call rule rewritten for one tool of a request.
+
+A name terminal becomes that tool's name, written the way the grammar reads names back; an arguments block
+becomes the tool's JSON Schema in the block's encoding; a key/value argument list becomes one unit per schema
+property (required ones required, with the grammar's own separators), each value typed by its encoding's
+constraint side.  Leaves that do not depend on the tool (markers, patterns, free text) are made once per
+request and shared.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from toolgram.errors import ConstraintError
+from toolgram.compiler.regexlang import Unsupported, bounded, regex_char, render_capture
+from toolgram.compiler.schema_grammar import SchemaGrammar, join
+from toolgram.ir import (BLOCK, EMPTY, LITERAL, LOOKAHEAD, PATTERN, TEXT, Alt, ArgSpec, CompiledGrammar, Lit, Node,
+                         Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq)
+from toolgram.request import Tool
+from toolgram.runtime import encodings
+from toolgram.runtime.schema_values import object_schema, resolve, types_of
+from toolgram.runtime.textfilter import escape_xml
+
+_NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where the specialisation is: in which tool's call, and in which of its arguments."""
+
+    tool: Tool
+    arg: ArgSpec | None = None
+
+
+class Specialiser:
+    """Builds, for one request, each tool's form of each call rule; new rules go to ``out``."""
+
+    def __init__(self, g: CompiledGrammar, rules: dict, out: dict, *, content_ok: bool,
+                 max_reasoning: int | None):
+        self.g = g
+        self.rules = rules
+        self.specs = g.terminals
+        self.out = out
+        self.content_ok = content_ok
+        self.max_reasoning = max_reasoning
+        self.argument = g.argument_rule
+        self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
+        self._plain: dict[str, Node | None] = {}
+        # the encodings' view of this grammar (`encodings.ConstraintContext`)
+        self.grammar = g.name
+        self.name_pattern = g.policies["name_pattern"]
+
+    # -- the encodings' context ----------------------------------------------------------------------
+    def stops(self, terminal: str) -> tuple:
+        return self.g.text_stops.get(terminal, ())
+
+    def schema_value(self, schema, root: dict, *, syntax: str, where: str, prefix: str, quote: str = '"',
+                     words=None, bare_keys: bool = False) -> Node:
+        gen = SchemaGrammar(root, "python" if syntax == "python" else "relaxed", quote=quote, words=words,
+                            bare_keys=bare_keys, where=where, prefix=prefix)
+        node = gen.value(schema)
+        self.out.update(gen.rules)
+        return node
+
+    # -- leaves --------------------------------------------------------------------------------------
+    def leaf(self, name: str) -> Node | None:
+        """A terminal that does not depend on the tool (nodes are immutable: one is shared by every tool)."""
+        try:
+            return self._plain[name]
+        except KeyError:
+            node = self._plain[name] = self._make_leaf(name)
+            return node
+
+    def _make_leaf(self, name: str) -> Node | None:
+        spec = self.specs.get(name)
+        if spec is None:
+            raise ConstraintError(f"grammar {self.g.name}: unknown terminal {name}")
+        if spec.kind == LITERAL:
+            return alt(*[Lit(x) for x in spec.spellings])
+        if spec.kind == PATTERN:
+            try:
+                return Regex(bounded(spec.source))
+            except Unsupported:
+                return None                       # e.g. a lookahead: the constraint leaves this branch out
+        if spec.kind == TEXT:
+            if spec.role == "content" and not self.content_ok:
+                return None                       # required / named: no free text
+            hi = self.max_reasoning if spec.role == "reasoning" else None
+            return Text(exclude=self.stops(name), lo=1, hi=hi)
+        if spec.kind == LOOKAHEAD:
+            return EMPTY
+        raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
+
+    def _name(self, spec, tool: Tool) -> Node:
+        name = tool.name
+        if not _NAME_OK.fullmatch(name) or not re.fullmatch(self.name_pattern, name):
+            raise ConstraintError(f"tool {name!r}: the name cannot be written in grammar {self.g.name!r}",
+                                  f"{tool.param}.name", "invalid_tools")
+        if spec.kind == TEXT:
+            for stop in self.stops(spec.name):
+                if stop in name:
+                    raise ConstraintError(f"tool {name!r}: the name contains the marker {stop!r}",
+                                          f"{tool.param}.name", "invalid_tools")
+        if spec.name_re is None:
+            if spec.kind == PATTERN and not spec.pattern.fullmatch(name):
+                raise ConstraintError(f"tool {name!r}: the name cannot be written in grammar {self.g.name!r} "
+                                      f"(terminal {spec.name} is /{spec.source}/)", f"{tool.param}.name",
+                                      "invalid_tools")
+            if spec.kind == TEXT and not any(s[:1].isspace() for s in self.stops(spec.name)):
+                # a name run is stripped: layouts put a newline after it (not where a marker starts with one)
+                return Regex("".join(regex_char(ord(c)) for c in name) + r"[ \t\r\n]{0,2}")
+            return Lit(name)
+        try:
+            pattern = bounded(render_capture(spec.name_re.pattern, "name", name))
+        except Unsupported as e:
+            raise ConstraintError(f"grammar {self.g.name}: the name of terminal {spec.name} cannot be "
+                                  f"generated ({e})") from None
+        # the capture regex reads the token stripped: keep the space the token itself may start with
+        lead = spec.kind == TEXT or (spec.kind == PATTERN and spec.pattern.match(" ", partial=True) is not None)
+        # (one regex: a separate whitespace lexeme would lose against a longer pattern lexeme)
+        return Regex(r"[ \t]{0,2}" + pattern) if lead else Regex(pattern)
+
+    def _id(self, spec) -> Node:
+        if spec.kind == PATTERN:
+            return self.leaf(spec.name)
+        return Regex(r"[A-Za-z0-9]{9}")
+
+    # -- one tool's call -----------------------------------------------------------------------------
+    def call(self, form: str, tool: Tool) -> Node | None:
+        """The call rule ``form`` for ``tool`` (None: this form cannot call it)."""
+        return self._spec(self.rules[form], _At(tool), (form,))
+
+    def _spec(self, node: Node, at: _At, stack=()) -> Node | None:
+        if isinstance(node, Lit):
+            return node
+        if isinstance(node, Tok):
+            return self._tok(node.name, at)
+        if isinstance(node, Ref):
+            if node.name == self.argument and at.arg is None:
+                raise ConstraintError(f"grammar {self.g.name}: rule {self.argument} is used outside a "
+                                      f"repetition; cannot derive the argument list")
+            if node.name in stack:
+                raise ConstraintError(f"grammar {self.g.name}: recursive rule {node.name} inside a call")
+            return self._spec(self.rules[node.name], at, stack + (node.name,))
+        if isinstance(node, Seq):
+            return seq(*[self._spec(x, at, stack) for x in node.items])
+        if isinstance(node, Alt):
+            return alt(*[self._spec(x, at, stack) for x in node.options])
+        if isinstance(node, Rep):
+            if self.argument and at.arg is None and _mentions(node.item, self.argument):
+                # every call form of a tool (``function`` and ``open_function -> function``) holds the same
+                # argument list: build it once per tool (nodes are immutable and may be shared)
+                key = (at.tool.name, node)
+                if key not in self._args:
+                    self._args[key] = self._arguments(node, at, stack)
+                return self._args[key]
+            item = self._spec(node.item, at, stack)
+            if item is None:
+                return EMPTY if node.lo == 0 else None
+            if (node.lo, node.hi) == (0, 1) and at.arg is not None and self._holds_value(node.item) and \
+                    not _empty_ok(at.arg):
+                return item                       # a value that cannot be empty may not be left out
+            return Rep(item, node.lo, node.hi)
+        return node
+
+    def _holds_value(self, node: Node) -> bool:
+        if isinstance(node, Tok):
+            return self.specs[node.name].role == "value"
+        if isinstance(node, Seq):
+            return any(self._holds_value(x) for x in node.items)
+        if isinstance(node, Alt):
+            return any(self._holds_value(x) for x in node.options)
+        if isinstance(node, Rep):
+            return self._holds_value(node.item)
+        return False
+
+    def _tok(self, name: str, at: _At) -> Node | None:
+        spec = self.specs[name]
+        tool = at.tool
+        if spec.takes_name:
+            return self._name(spec, tool)
+        if spec.kind == BLOCK:
+            if spec.role == "value":
+                return self._value(spec, at)
+            # a tool's arguments block, made once per tool: the call forms share it (written once, as a rule)
+            key = (tool.name, name)
+            if key not in self._args:
+                enc = encodings.get(spec.block)
+                if enc.arguments is None:
+                    raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold a call's "
+                                          f"arguments")
+                self._args[key] = enc.arguments(self, spec, tool)
+            return self._args[key]
+        if spec.takes_id:
+            return self._id(spec)
+        if spec.role == "key":
+            return self._key(spec, at)
+        if spec.role == "value":
+            return self._value(spec, at)
+        if spec.arg_type is not None:
+            if at.arg is not None and at.arg.type not in (spec.arg_type, "any"):
+                return None
+            return Lit(spec.literal)
+        return self.leaf(name)
+
+    # -- arguments -----------------------------------------------------------------------------------
+    def _arguments(self, rep: Rep, at: _At, stack) -> Node:
+        arg = Ref(self.argument)
+        inner = rep.item
+        sep = None
+        extras: list[Node] = []
+        template: Node = inner
+        if isinstance(inner, Seq) and inner.items and inner.items[0] == arg and any(
+                isinstance(x, Rep) and _mentions(x.item, self.argument) for x in inner.items[1:]):
+            template = arg
+            for x in inner.items[1:]:
+                if isinstance(x, Rep) and _mentions(x.item, self.argument):
+                    body = x.item.items if isinstance(x.item, Seq) else (x.item,)
+                    if arg not in body:
+                        raise ConstraintError(f"grammar {self.g.name}: cannot read the argument separator")
+                    k = body.index(arg)
+                    sep = self._spec(seq(*body[:k]), at, stack) if k else None
+                    if k + 1 < len(body):
+                        raise ConstraintError(f"grammar {self.g.name}: cannot read the argument separator")
+                else:
+                    extras.append(x)
+        tool = at.tool
+        root = tool.closed
+        schema = object_schema(root)
+        props = schema.get("properties") or {}
+        required = set(schema.get("required") or ())
+        if not props and schema.get("additionalProperties", True) is not False:
+            # a free-form object: any keys, string values (what the parser makes of them without a schema)
+            free = _At(tool, ArgSpec(tool.name, None, {}, root, frozenset(), "any"))
+            unit = self._spec(template, free, stack)
+            if unit is None:
+                return EMPTY
+            tail = [t for t in (self._spec(x, at, stack) for x in extras) if t is not None]
+            if sep is None:
+                return seq(Rep(unit, 0, None), *tail)
+            return Rep(seq(unit, Rep(seq(sep, unit), 0, None), *tail), 0, 1)
+        units = []
+        for key, sub in props.items():
+            types = frozenset(types_of(resolve(sub, root), root))
+            string_only = not types or types == {"string"}
+            unit = self._spec(template, _At(tool, ArgSpec(tool.name, key, sub, root, types,
+                                                          "string" if string_only else "json")), stack)
+            if unit is None:
+                raise ConstraintError(f"tool {tool.name!r}: parameter {key!r} cannot be written in "
+                                      f"grammar {self.g.name!r}", f"{tool.param}.parameters", "invalid_tool_schema")
+            units.append((unit, key in required))
+        body = join(units, sep)
+        tail = [t for t in (self._spec(x, at, stack) for x in extras) if t is not None]
+        if rep.lo and not units:
+            return None
+        if not units:
+            return EMPTY
+        if rep.lo == 0 and tail and not any(req for _, req in units):
+            # separators that follow the list (a trailing comma) only come with at least one argument
+            nonempty = body.item if isinstance(body, Rep) and (body.lo, body.hi) == (0, 1) else body
+            return opt(seq(nonempty, *tail))
+        return seq(body, *tail)
+
+    def _key(self, spec, at: _At) -> Node:
+        arg = at.arg
+        if arg is None:
+            raise ConstraintError(f"grammar {self.g.name}: key terminal {spec.name} outside an argument")
+        key = arg.key
+        if key is None:                           # free-form object: any key the terminal can hold
+            if spec.kind == PATTERN:
+                return Regex(bounded(spec.source, 40))
+            return Text(exclude=self.stops(spec.name) + ("\n",), lo=1, hi=64)
+        where = f"{at.tool.param}.parameters"
+        if spec.kind == PATTERN and not spec.pattern.fullmatch(key):
+            raise ConstraintError(f"tool {at.tool.name!r}: parameter {key!r} cannot be written in "
+                                  f"grammar {self.g.name!r} (keys are /{spec.source}/)", where, "invalid_tool_schema")
+        if spec.kind == TEXT:
+            for stop in self.stops(spec.name):
+                if stop in key:
+                    raise ConstraintError(f"tool {at.tool.name!r}: parameter {key!r} contains {stop!r}", where,
+                                          "invalid_tool_schema")
+        if spec.unescape == "xml":
+            key = escape_xml(key)
+        return Lit(key)
+
+    def _value(self, spec, at: _At) -> Node:
+        if at.arg is None:
+            raise ConstraintError(f"grammar {self.g.name}: value terminal {spec.name} outside an argument")
+        enc = encodings.get(spec.block if spec.kind == BLOCK else "text")
+        if enc.value is None:
+            raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold an argument value")
+        return enc.value(self, spec, at.arg)
+
+
+def _mentions(node: Node, rule: str) -> bool:
+    if isinstance(node, Ref):
+        return node.name == rule
+    if isinstance(node, (Seq, Alt)):
+        return any(_mentions(x, rule) for x in (node.items if isinstance(node, Seq) else node.options))
+    if isinstance(node, Rep):
+        return _mentions(node.item, rule)
+    return False
+
+
+def _empty_ok(arg: ArgSpec) -> bool:
+    """Whether an argument's value may be the empty text."""
+    if arg.type == "any":
+        return True
+    if arg.type != "string":
+        return False
+    schema = resolve(arg.schema, arg.root) if isinstance(arg.schema, dict) else {}
+    if not isinstance(schema, dict):
+        return True
+    if "enum" in schema:
+        return "" in schema["enum"]
+    if "const" in schema:
+        return schema["const"] == ""
+    return not schema.get("minLength") and "pattern" not in schema

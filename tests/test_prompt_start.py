@@ -1,0 +1,54 @@
+"""The rendered prompt decides whether the output starts inside reasoning (issue 14 item 3), for every
+bundled reasoning grammar composed with a tool grammar: ends with the closer -> content, ends with the opener
+-> reasoning, anything else -> content where the model may still open a block; streaming equals one-shot."""
+import pytest
+
+import toolgram
+from toolgram.compiler import registry
+from toolgram.runtime.parser import start_state
+
+
+def _pairs():
+    out = []
+    for r in toolgram.reasoning_grammars():
+        data = registry.read(registry.reasoning_path(r))[0]
+        if data.get("channel"):
+            continue
+        tool = next((g for g in toolgram.grammars() if registry.read(registry.grammar_path(g))[0].get("reasoning") == r),
+                    "hermes")
+        out.append(pytest.param(tool, r, data, id=f"{tool}+{r}"))
+    return out
+
+
+@pytest.mark.parametrize("tool,reasoning,data", _pairs())
+def test_prompt_decides_the_start(tool, reasoning, data):
+    g = toolgram.load(tool, reasoning=reasoning)
+    close, opener = data["close"], data.get("open")
+    text = f"plain words{close}after"
+    # the prompt closed the block: everything is content (the closer the model repeats is content too)
+    closed = g.parse(text, prompt="...assistant" + (opener or "") + close)
+    assert closed.reasoning_content is None
+    if opener:
+        inside = g.parse(text, prompt="...assistant" + opener + "\n")
+        assert inside.reasoning_content is not None and inside.reasoning_content.startswith("plain words")
+        assert (inside.content or "").endswith("after")
+        none = g.parse("hello", prompt="...assistant")
+        assert (none.content, none.reasoning_content) == ("hello", None)
+    for prompt in (None, "x" + close, "x" + (opener or "")):
+        one = g.parse(text, prompt=prompt)
+        p = g.stream(prompt=prompt)
+        for ch in text:
+            p.feed(ch)
+        p.close()
+        assert (p.result.content, p.result.reasoning_content) == (one.content, one.reasoning_content)
+
+
+def test_reasoning_off_wins_over_the_prompt():
+    g = toolgram.load("qwen3_coder", reasoning="qwen35")
+    assert start_state(g.compiled, reasoning=False, prompt="<think>\n") == "plain"
+    assert g.parse("x</think>y", reasoning=False, prompt="<think>\n").reasoning_content is None
+
+
+def test_no_prompt_keeps_the_grammar_default():
+    g = toolgram.load("qwen3_coder", reasoning="qwen35")       # starts_inside
+    assert g.parse("thinking</think>answer").reasoning_content == "thinking"
