@@ -60,14 +60,14 @@ EXPECTED = {
     "CohereForAI/c4ai-command-r7b-12-2024": ("command_r7b", "command_r7b"),
     "CohereForAI/c4ai-command-r-plus": ("command_r_plus", None),
     "swiss-ai/Apertus-8B-Instruct-2509": ("apertus", "apertus"),
-    "openbmb/MiniCPM5-1B": ("minicpm5", None),
+    "openbmb/MiniCPM5-1B": ("minicpm5", "think"),          # enable_thinking opens <think> in its prompt
     "inclusionAI/Ling-3.0-flash": ("ling3", "ling3"),
     "upstage/Solar-Open-100B": ("solar_open", "solar_open"),
     "tencent/Hy3-preview": ("hy3", "hy3"),
     "moonshotai/Kimi-K3": ("kimi_k3", "kimi_k3"),
     "MiniMaxAI/MiniMax-M1-80k": ("minimax_m1", None),
     "stepfun-ai/Step-3.5-Flash": ("qwen3_coder", "qwen35"),
-    "poolside/Laguna-XS.2": ("glm45", None),
+    "poolside/Laguna-XS.2": ("glm45", "glm45"),            # enable_thinking opens <think> in its prompt
     "XiaomiMiMo/MiMo-VL-7B-RL": ("hermes", "think"),
     "speakleash/Bielik-11B-v3.0-Instruct": ("hermes", "think"),
     "deepseek-ai/DeepSeek-V4-Flash-0731": ("deepseek_v4", "deepseek_v4"),

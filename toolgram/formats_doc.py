@@ -113,7 +113,8 @@ def _template_notes(e: dict) -> str:
         which = "all cases" if cf["cases"] == "all" else ", ".join(_CASES.get(c, c) for c in cf["cases"])
         notes.append(f"constraint ({which}): {cf['reason']}")
     if e.get("needs_prompt"):
-        notes.append(f"reasoning start state needs `prompt=` (issue 14): {e['needs_prompt']}")
+        notes.append(f"reasoning start decided by the prompt (`prompt=`), not the request's flag alone: "
+                     f"{e['needs_prompt']}")
     if e.get("note"):
         notes.append(e["note"])
     return "; ".join(notes) or "round trip passes"
