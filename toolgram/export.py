@@ -15,6 +15,8 @@ closer...), which docs/formats.md lists per grammar.
 """
 from __future__ import annotations
 
+import re
+
 import regex
 from lark import Lark
 
@@ -202,6 +204,27 @@ def to_response_template(name: str) -> dict:
     lk = _lark(g)
     rules = _rules(lk)
     call = g.call_rule
+    # markup the start rule reads outside calls (an end-of-turn token): the spec has no field that drops it
+    stop = {call, g.region_rule, g.argument_rule} | {r.origin.name for r in lk.rules if r.alias == call}
+    by_origin: dict = {}
+    for r in lk.rules:
+        by_origin.setdefault(r.origin.name, []).append(r)
+    seen, todo, outside = set(), ["start"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in stop:
+            continue
+        seen.add(name)
+        for r in by_origin.get(name, ()):
+            for sym in r.expansion:
+                if not sym.is_term:
+                    todo.append(sym.name)
+                elif sym.name in specs and specs[sym.name].kind == LITERAL and not sym.name.startswith("TG_"):
+                    outside.add(sym.name)
+    outside = sorted(outside)
+    if outside:
+        raise NotExpressible(f"markup outside calls ({', '.join(repr(specs[t].literal) for t in outside)}) is "
+                             f"dropped by the grammar; the spec has no field that drops it, so it would be content")
     # calls must stand between content runs (or be separated by whitespace only)
     region = g.region_rule
     if region and region != call:
@@ -292,12 +315,14 @@ def to_response_template(name: str) -> dict:
     template = {"defaults": {"role": "assistant"},
                 "start_anchor_pattern": r"(?!)",      # the grammar does not know the chat template's header
                 "fields": fields}
-    # the spec needs the name group when the transform uses it, and accepts no other group
+    # the spec needs the name group when the transform uses it, and accepts no other group; its readers
+    # (transformers, toolgram's importer) compile patterns with Python's re, which refuses a group name twice
     try:
-        regex.compile(field["open_pattern"], regex.DOTALL)
-        regex.compile(field["close_pattern"], regex.DOTALL)
-    except regex.error as e:        # pragma: no cover - a bug in the derivation above
-        raise NotExpressible(f"derived pattern does not compile: {e}") from None
+        for key in ("open_pattern", "close_pattern"):
+            re.compile(field[key], re.DOTALL)
+    except re.error as e:
+        raise NotExpressible(f"the derived pattern is not a Python regex ({e}): two alternatives of a call capture the "
+                             f"same group in two alternatives") from None
     if notes:
         template["_toolgram_notes"] = notes
     return template
