@@ -321,7 +321,7 @@ def to_response_template(name: str) -> dict:
         for key in ("open_pattern", "close_pattern"):
             re.compile(field[key], re.DOTALL)
     except re.error as e:
-        raise NotExpressible(f"the derived pattern is not a Python regex ({e}): a call capture the "
+        raise NotExpressible(f"the derived pattern is not a Python regex ({e}): a call captures the "
                              f"same group in two alternatives") from None
     if notes:
         template["_toolgram_notes"] = notes
