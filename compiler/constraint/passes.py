@@ -293,7 +293,7 @@ class _LazyHeads:
         that text matched lazily up to and including m)."""
         rest_rw = self.rewrite(rest)
         options = [seq(self.rewrite(x), rest_rw)]
-        if self.depth > 4:                        # (a bound: endings of endings of loops)
+        if self.depth > 0:                        # (a bound: endings within endings grow exponentially)
             return options[0]
         self.depth += 1
         for m in stops:
