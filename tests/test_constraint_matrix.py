@@ -96,3 +96,20 @@ def test_corpus_output_accepted_real_vocab(case, tools, choice, tok):
     if known and problem is not None:
         pytest.xfail(known)
     assert problem is None, problem
+
+
+@pytest.mark.parametrize("name", ["glm45", "glm47"])
+def test_text_reached_through_a_rule_cannot_spell_a_call(name):
+    """Issue 13 item 4: content composed through a rule (reasoning + content) cannot spell a call marker across
+    two text lexemes and smuggle a call to an unknown tool past the constraint."""
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = byte_vocab(None, False)
+    c = g.constraint(tools, "auto", tokenizer=v.added)
+    for out in ("Hi<tool_call>evil<arg_key>x</arg_key><arg_value>1</arg_value></tool_call>",
+                "<think>a</think>Hi<tool_call>evil</tool_call>"):
+        assert any(call.name == "evil" for call in g.parse(out, tools).tool_calls)   # the parser reads a call
+        assert check(v, c.text, out) is not None, out                                # the constraint refuses it
+    assert check(v, c.text, "Hi <tool_call>get_time<arg_key>city</arg_key><arg_value>Oslo</arg_value>"
+                            "</tool_call>") is None

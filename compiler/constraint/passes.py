@@ -19,7 +19,21 @@ def _is_text(node: Node) -> bool:
     return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
 
 
-def _no_adjacent_text(node: Node, memo: dict, refs: set) -> Node:
+def _inline_text_refs(options, memo: dict, refs: set, rules: dict) -> list:
+    """A loop's options with references to rules that are free text, or alternatives of which one is free
+    text, replaced by those alternatives: text reached through a reference meets text too."""
+    out = []
+    for o in options:
+        body = rules.get(o.name) if isinstance(o, Ref) else None
+        inner = (body.options if isinstance(body, Alt) else (body,)) if body is not None else ()
+        if body is not None and any(_is_text(b) for b in inner):
+            out.extend(_no_adjacent_text(b, memo, refs, rules) for b in inner)
+        else:
+            out.append(o)
+    return out
+
+
+def _no_adjacent_text(node: Node, memo: dict, refs: set, rules: dict | None = None) -> Node:
     """Rewrite loops like ``(TEXT | call)*`` so that two text lexemes never meet: a marker excluded from
     each could otherwise be spelled across the boundary of two of them.  Adds the rules ``node`` refers to
     to ``refs``.
@@ -35,14 +49,16 @@ def _no_adjacent_text(node: Node, memo: dict, refs: set) -> Node:
     if hit is not None:
         return hit[1]
     if isinstance(node, Seq):
-        items = [_no_adjacent_text(x, memo, refs) for x in node.items]
+        items = [_no_adjacent_text(x, memo, refs, rules) for x in node.items]
         out = node if _same(items, node.items) else seq(*items)
     elif isinstance(node, Alt):
-        options = [_no_adjacent_text(x, memo, refs) for x in node.options]
+        options = [_no_adjacent_text(x, memo, refs, rules) for x in node.options]
         out = node if _same(options, node.options) else alt(*options)
     else:
-        item = _no_adjacent_text(node.item, memo, refs)
+        item = _no_adjacent_text(node.item, memo, refs, rules)
         options = item.options if isinstance(item, Alt) else (item,)
+        if node.hi is None and rules:
+            options = _inline_text_refs(options, memo, refs, rules)
         texts = [o for o in options if _is_text(o)]
         if texts and node.hi is None:
             text = texts[0].item if isinstance(texts[0], Rep) else texts[0]
@@ -99,6 +115,7 @@ class _LazyHeads:
         self.derived: dict = {}
         self.done: dict = {}
         self.ended: dict = {}
+        self.seqs: dict = {}
         self.depth = 0
         self._tails: dict = {}
         self._first: dict = {}
@@ -256,9 +273,16 @@ class _LazyHeads:
             return hit[1]
         self.done[id(node)] = (node, node)       # (a cycle through pushed rules sees the node as it is)
         if isinstance(node, Seq):
-            new = self.sequence(list(node.items))
-            if isinstance(new, Seq) and _same(new.items, node.items) and len(new.items) == len(node.items):
-                new = node
+            # a sequence rebuilt from the same items (a derivative's tail, a continuation) is rewritten once
+            key = tuple(map(id, node.items))
+            hit = self.seqs.get(key)
+            if hit is not None:
+                new = hit[1]
+            else:
+                new = self.sequence(list(node.items))
+                if isinstance(new, Seq) and _same(new.items, node.items) and len(new.items) == len(node.items):
+                    new = node
+                self.seqs[key] = (node, new)
         elif isinstance(node, Alt):
             options = [self.rewrite(x) for x in node.options]
             new = node if _same(options, node.options) else _alt(*options)
@@ -384,6 +408,6 @@ def finish(rules: dict) -> dict:
         if name in done or name not in rules:
             continue
         refs: set = set()
-        done[name] = _no_adjacent_text(rules[name], memo, refs)
+        done[name] = _no_adjacent_text(rules[name], memo, refs, rules)
         todo.extend(r for r in refs if r not in done)
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
