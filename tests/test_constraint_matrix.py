@@ -31,7 +31,8 @@ KNOWN = {
 # (case id prefix, tokenization) -> why some of these are refused (xfail when refused, pass otherwise)
 KNOWN_PREFIX = {
     ("deepseek_v3:", "bytes+special"): "a fenced JSON block then the call-end special token (issue 13, open)",
-    ("harmony:", "bytes+special"): "<|constrain|> inside the CTYPE regex is never a token (issue 13 item 2, open)",
+    ("harmony:output continues the header the prompt opened", "bytes+special"):
+        "a content type right after a header the prompt opened (issue 13, open)",
     ("harmony:", "bytes"): "harmony headers spelled byte by byte (issue 13 item 1, open for harmony)",
 }
 
@@ -113,3 +114,17 @@ def test_text_reached_through_a_rule_cannot_spell_a_call(name):
         assert check(v, c.text, out) is not None, out                                # the constraint refuses it
     assert check(v, c.text, "Hi <tool_call>get_time<arg_key>city</arg_key><arg_value>Oslo</arg_value>"
                             "</tool_call>") is None
+
+
+def test_a_marker_inside_a_pattern_is_written_as_its_token():
+    """Issue 13 item 2: a pattern terminal spelling a marker (harmony's content type with <|constrain|>) is cut
+    at the marker, so that a tokenizer with the marker as a special token can write the standard form."""
+    import toolgram
+    g = toolgram.load("harmony")
+    tools = corpus.tool_sets()["weather"]
+    v = byte_vocab("harmony", True)
+    assert "<|constrain|>" in v.added
+    c = g.constraint(tools, "required", tokenizer=v.added)
+    out = ('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>')
+    assert g.parse(out, tools).tool_calls[0].name == "get_weather"
+    assert check(v, c.text, out) is None

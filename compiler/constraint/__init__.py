@@ -54,14 +54,15 @@ class Constraint:
 
 
 def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
-                max_calls: int | None = None) -> dict:
+                max_calls: int | None = None, tokens: dict | None = None) -> dict:
     """The constraint's rules for a checked request: name -> node, "start" first."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
     mode = request.mode
     out: dict = {}
-    spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning)
+    spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning,
+                       tokens=tokens)
     # the call rule, and every alternative named after it (``-> call``), is one form of a call
     call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
     calls = []
@@ -112,7 +113,7 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
-    rules = build_rules(g, request, reasoning, max_reasoning, max_calls)
+    rules = build_rules(g, request, reasoning, max_reasoning, max_calls, tokens)
     if syntax == "lark":
         text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens)
     elif syntax == "gbnf":
