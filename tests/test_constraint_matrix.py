@@ -128,3 +128,23 @@ def test_a_marker_inside_a_pattern_is_written_as_its_token():
     out = ('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>')
     assert g.parse(out, tools).tool_calls[0].name == "get_weather"
     assert check(v, c.text, out) is None
+
+
+def test_what_the_parser_reads_the_constraint_allows():
+    """Issue 13 item 5: pythonic enum strings in single quotes, and a call object's declared native id."""
+    import toolgram
+    v = byte_vocab(None, False)
+    g = toolgram.load("pythonic")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius", "f"]}}, "required": ["unit"]}}}]
+    c = g.constraint(tools, "required", tokenizer=v.added)
+    for out in ("[f(unit='celsius')]", '[f(unit="celsius")]'):
+        assert g.parse(out, tools).tool_calls[0].arguments == '{"unit": "celsius"}'
+        assert check(v, c.text, out) is None, out
+    assert check(v, c.text, "[f(unit='x')]") is not None
+    g = toolgram.load("mistral")
+    tools = corpus.tool_sets()["weather"]
+    c = g.constraint(tools, "required", tokenizer=v.added)
+    out = '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abc123XYZ"}]'
+    assert g.parse(out, tools).tool_calls[0].name == "get_weather"
+    assert check(v, c.text, out) is None
