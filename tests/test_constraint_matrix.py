@@ -148,3 +148,30 @@ def test_what_the_parser_reads_the_constraint_allows():
     out = '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abc123XYZ"}]'
     assert g.parse(out, tools).tool_calls[0].name == "get_weather"
     assert check(v, c.text, out) is None
+
+
+MODES = [("auto", True), ("required", True), ("named", True), ("none", True), ("required", False)]
+
+
+@pytest.mark.parametrize("name", sorted({c.grammar for c in corpus.all_cases()}) if hasattr(corpus, "all_cases")
+                         else sorted({p.values[0].grammar for p in AGREEMENT}))
+def test_sampled_outputs_are_sound(name):
+    """Issue 13 soundness by sampling (fixed seed, CI subset; benchmarks/constraint_sampling.py runs >= 200
+    per grammar x mode x tokenization): a uniform sampler over the allowed tokens of a byte-level vocabulary
+    with the family's special tokens; every finished output is read back as calls to the request's tools whose
+    arguments validate (jsonschema), within parallel_tool_calls, none under none, no call text in content."""
+    import numpy as np
+    import toolgram
+    from sampling import sample, unsound
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = byte_vocab(name, True)
+    for mode, parallel in MODES:
+        choice = {"type": "function", "function": {"name": "get_weather"}} if mode == "named" else mode
+        c = g.constraint(tools, choice, parallel_tool_calls=parallel, tokenizer=v.added)
+        rng = np.random.default_rng(13)
+        for _ in range(3):
+            ids, finished = sample(v, c.text, rng, max_tokens=300)
+            if finished:
+                why = unsound(g, tools, mode, parallel, v.decode(ids))
+                assert why is None, (mode, parallel, why, v.decode(ids))
