@@ -199,7 +199,7 @@ def _call(ctx, spec, tool):
     if id_keys:
         # the native id the grammar declares (read back as the call's id), after the other members
         id_member = seq(ws, Lit(","), ws, alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
-                        alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"[0-9]{1,18}")))
+                        alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
         both = seq(both, Rep(id_member, 0, 1))
     return seq(ws, Lit("{"), ws, both, ws, Lit("}"))
 
