@@ -175,3 +175,24 @@ def test_sampled_outputs_are_sound(name):
             if finished:
                 why = unsound(g, tools, mode, parallel, v.decode(ids))
                 assert why is None, (mode, parallel, why, v.decode(ids))
+
+
+def test_cli_check_says_accepted_or_where_it_was_refused(tmp_path, capsys):
+    """`toolgram constraint NAME --tools F --choice C --check OUTPUT_FILE`: accepted, or the accepted prefix and
+    the first refused token (byte by byte without --tokenizer)."""
+    import json
+    from toolgram.cli import main
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps(corpus.tool_sets()["weather"]))
+    good = tmp_path / "good.txt"
+    good.write_text("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n"
+                    "</tool_call>")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("<tool_call>\n<function=evil>\n</function>\n</tool_call>")
+    args = ["constraint", "qwen3_coder", "--tools", str(tools), "--choice", "required", "--check"]
+    assert main(args + [str(good)]) == 0
+    assert capsys.readouterr().out.startswith("accepted")
+    assert main(args + [str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("rejected")
+    assert "accepted prefix: '<tool_call>\\n<function='" in out and "first refused token: 101 'e'" in out
