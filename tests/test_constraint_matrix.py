@@ -196,3 +196,22 @@ def test_cli_check_says_accepted_or_where_it_was_refused(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("rejected")
     assert "accepted prefix: '<tool_call>\\n<function='" in out and "first refused token: 101 'e'" in out
+
+
+@pytest.mark.parametrize("name,out", [
+    ("llama3_json", '{"name": "anything", "parameters": {}}'),
+    ("mistral", '[{"name": "anything", "arguments": {}}]'),
+    ("default", '{"name": "anything", "arguments": {}}'),
+])
+def test_a_call_without_a_marker_is_not_free_content_in_auto(name, out):
+    """Issue 13 item 3: where a call without a marker may open the output, auto's content cannot begin like
+    one (the parser would read a call to an unknown tool); a real call and ordinary content still pass."""
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = byte_vocab(None, False)
+    assert g.parse(out, tools).tool_calls[0].name == "anything"
+    for mode in ("auto", "none"):
+        c = g.constraint(tools, mode, tokenizer=v.added)
+        assert check(v, c.text, out) is not None, mode
+        assert check(v, c.text, "It is sunny {as ever}.") is None, mode

@@ -44,6 +44,7 @@ class Specialiser:
         self.content_ok = content_ok
         self.max_reasoning = max_reasoning
         self.tokens = tokens or {}
+        self.content_guard = ""                   # characters content may not begin with (after whitespace)
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
@@ -96,7 +97,11 @@ class Specialiser:
             if spec.role == "content" and not self.content_ok:
                 return None                       # required / named: no free text
             hi = self.max_reasoning if spec.role == "reasoning" else None
-            return Text(exclude=self.stops(name), lo=1, hi=hi)
+            pattern = None
+            if spec.role == "content" and self.content_guard:
+                cls = "".join(regex_char(ord(c)) for c in self.content_guard)
+                pattern = rf"(?s:[ \t\r\n]*|[ \t\r\n]*[^ \t\r\n{cls}].*)"
+            return Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
         if spec.kind == LOOKAHEAD:
             return EMPTY
         raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
