@@ -221,3 +221,73 @@ def char_class(code: int) -> str:
 def regex_char(code: int) -> str:
     """One character as a regex atom (escaped; control characters as \\xNN)."""
     return _lit(code)
+
+
+def split_at_words(pattern: str, words, bound: int = 4) -> list[list] | None:
+    """The regex as alternatives of parts, cut where it spells one of ``words`` (markers) literally: each
+    alternative a list of ``("re", regex)`` (bounded, as `bounded`) and ``("word", word)``; None when no word
+    is spelled in it.  A marker that is a single token can then be written as that token (a regex never
+    matches a special token)."""
+    words = sorted((w for w in words if len(w) >= 2), key=len, reverse=True)
+    if not words:
+        return None
+    try:
+        alts = _split(list(P.parse(pattern)), words)
+    except (_Infinite, Exception):
+        return None
+    if not any(kind == "word" for a in alts for kind, _ in a):
+        return None
+    out = []
+    for a in alts:
+        parts, buf = [], []
+        for kind, x in a:
+            if kind == "word":
+                if buf:
+                    parts.append(("re", _unparse(buf, bound)))
+                    buf = []
+                parts.append(("word", x))
+            else:
+                buf.append(x)
+        if buf:
+            parts.append(("re", _unparse(buf, bound)))
+        out.append(parts)
+    return out
+
+
+def _split(items, words) -> list[list]:
+    """Alternatives (lists of ("item", sre item) / ("word", w)) of a parsed regex, branches that spell a word
+    distributed over what follows them."""
+    alts: list[list] = [[]]
+    i = 0
+    while i < len(items):
+        op, arg = items[i]
+        found = None
+        if op is C.LITERAL:
+            for w in words:
+                codes = [ord(c) for c in w]
+                if [a for _, a in items[i:i + len(codes)]] == codes and \
+                        all(o is C.LITERAL for o, _ in items[i:i + len(codes)]):
+                    found = w
+                    break
+        if found is not None:
+            alts = [a + [("word", found)] for a in alts]
+            i += len(found)
+            continue
+        branches = None
+        if op is C.BRANCH:
+            branches = arg[1]
+        elif op is C.SUBPATTERN and not (arg[1] or arg[2]) and len(arg[3]) == 1 and arg[3][0][0] is C.BRANCH:
+            branches = arg[3][0][1][1]
+        elif op is C.SUBPATTERN and not (arg[1] or arg[2]):
+            branches = [arg[3]]
+        if branches is not None:
+            subs = [s for b in branches for s in _split(list(b), words)]
+            if any(k == "word" for s in subs for k, _ in s):
+                alts = [a + s for a in alts for s in subs]
+                if len(alts) > MAX_STRINGS:
+                    raise _Infinite
+                i += 1
+                continue
+        alts = [a + [("item", (op, arg))] for a in alts]
+        i += 1
+    return [[(k, x) for k, x in a] for a in alts]

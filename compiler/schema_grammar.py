@@ -122,7 +122,10 @@ class SchemaGrammar:
             if self.quote in value:
                 raise ConstraintError(f"{self.where}: the value {value!r} contains the string delimiter")
             return Lit(self.quote + value + self.quote)
-        return Lit(json.dumps(value, ensure_ascii=False))
+        quoted = Lit(json.dumps(value, ensure_ascii=False))
+        if self.syntax == "python" and "'" not in value and "\\" not in value and value.isprintable():
+            return alt(quoted, Lit("'" + value + "'"))    # Python writes enum/const strings in either quotes
+        return quoted
 
     def _key(self, key: str) -> Node:
         if self.syntax == "relaxed" and self.bare_keys:

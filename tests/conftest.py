@@ -21,3 +21,13 @@ ALL_CASES = all_cases()
 @pytest.fixture(params=ALL_CASES, ids=[c.id for c in ALL_CASES])
 def case(request):
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with TOOLGRAM_SLOW=1 (they say so when skipped)."""
+    if os.environ.get("TOOLGRAM_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set TOOLGRAM_SLOW=1 to run (see docs/constraints.md)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -114,10 +114,49 @@ def cmd_constraint(args) -> int:
     except ConstraintError as e:
         print(f"toolgram: {e}", file=sys.stderr)
         return 2
+    if args.check:
+        return _check_output(c, tokenizer, args.check)
     if args.vllm:
         print(json.dumps({"structured_outputs": c.structured_outputs()}, ensure_ascii=False))
     else:
         sys.stdout.write(c.text if c.text.endswith("\n") else c.text + "\n")
+    return 0
+
+
+def _check_output(c, tokenizer, path: str) -> int:
+    """Whether the constraint accepts the output in ``path``, tokenized by ``tokenizer`` (a transformers
+    tokenizer; without one, byte by byte: no marker is a token).  Exit 0 accepted, 1 rejected."""
+    import llguidance
+    if c.syntax != "lark" or c.dialect != "llguidance":
+        raise GrammarError("--check needs --syntax lark --dialect llguidance (it runs an llguidance matcher)")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if tokenizer is not None:
+        import llguidance.hf
+        lt = llguidance.hf.from_tokenizer(tokenizer)
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        how = "the given tokenizer"
+    else:
+        lt = llguidance.LLTokenizer.from_tiktoken(encoder={bytes([i]): i for i in range(256)},
+                                                  special_tokens={"<|end|>": 256}, pattern=r"(?s:.)",
+                                                  eos_token=256, n_vocab=None, slices=None)
+        ids = list(text.encode("utf-8"))
+        how = "bytes (no tokenizer given: every marker spelled byte by byte)"
+    m = llguidance.LLMatcher(lt, c.text, log_level=0)
+    if m.is_error():
+        print(f"grammar error: {m.get_error()}")
+        return 2
+    for i, t in enumerate(ids):
+        if not m.consume_token(t):
+            print(f"rejected ({how}): token {i} of {len(ids)}")
+            print(f"accepted prefix: {lt.decode_str(ids[:i])!r}")
+            print(f"first refused token: {t} {lt.decode_str([t])!r}")
+            return 1
+    if not (m.is_accepting() or m.is_stopped()):
+        print(f"rejected ({how}): the output is accepted so far but cannot end there")
+        print(f"accepted prefix: {text!r}")
+        return 1
+    print(f"accepted ({how}): {len(ids)} tokens")
     return 0
 
 
@@ -315,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Lark dialect (xgrammar has no regex intersections)")
     cs.add_argument("--tokenizer", help="a local tokenizer directory: markers that are single tokens become tokens")
     cs.add_argument("--vllm", action="store_true", help="print vLLM's structured_outputs request field")
+    cs.add_argument("--check", metavar="OUTPUT_FILE",
+                    help="say whether the constraint accepts this output (tokenized by --tokenizer, else byte by "
+                         "byte); when rejected, the accepted prefix and the first refused token")
     cs.add_argument("--reasoning", help="compose this reasoning grammar")
     cs.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
     cs.add_argument("--reasoning-off", action="store_true", help="the request turned reasoning off")

@@ -24,7 +24,7 @@ from toolgram.compiler.constraint.specialise import Specialiser
 from toolgram.compiler.constraint.tokens import added_tokens
 from toolgram.compiler.constraint.variants import Variants
 from toolgram.errors import ConstraintError
-from toolgram.ir import CompiledGrammar, Ref, alt
+from toolgram.ir import TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
 from toolgram.request import ToolRequest, data_key, parse_request
 
 SYNTAXES = ("lark", "gbnf", "structural_tag")
@@ -54,14 +54,15 @@ class Constraint:
 
 
 def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
-                max_calls: int | None = None) -> dict:
+                max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False) -> dict:
     """The constraint's rules for a checked request: name -> node, "start" first."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
     mode = request.mode
     out: dict = {}
-    spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning)
+    spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning,
+                       tokens=tokens)
     # the call rule, and every alternative named after it (``-> call``), is one form of a call
     call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
     calls = []
@@ -77,6 +78,10 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
             out[f"tg_call__{form}"] = alt(*forms)
             calls.extend(forms)
     v = Variants(rules, call_rules, out, spec.leaf, max_calls)
+    if guard_content and mode in ("auto", "none"):
+        # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
+        # be read back as a call, so content may not begin with what such a call begins with
+        spec.content_guard = _leading_call_chars(g, rules, out, v, call_rules, spec)
     top = Ref("start" if reasoning or "plain" not in g.tables.start_states else "plain")
     if mode in ("required", "named"):
         start = v.restrict(top, "many" if request.parallel else "one")
@@ -89,6 +94,62 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
     return passes.finish(out)
+
+
+_WS = frozenset(" \t\r\n")
+
+
+def _leading_call_chars(g, rules, out, v, call_rules, spec) -> str:
+    """The characters a call without a marker may begin with where the output starts (after whitespace), when
+    such a call is optional there; "" when every call at the start begins with a marker content excludes."""
+    chars: set = set()
+
+    def first(node, seen) -> bool:
+        """Add the first characters of ``node`` to ``chars``; True if ``node`` may be empty."""
+        if isinstance(node, Lit):
+            if node.text:
+                if node.text not in stops:
+                    chars.add(node.text[0])
+                return False
+            return True
+        if isinstance(node, Regex):
+            body = node.pattern
+            return all(c in " \\trn[]{},0123456789" for c in body)   # a whitespace run: look past it
+        if isinstance(node, Ref):
+            name = node.name
+            if name in call_rules:
+                built = out.get(f"tg_call__{name}")
+                return first(built, seen) if built is not None else True
+            if name in seen or name not in rules and name not in out:
+                return True
+            return first(rules.get(name, out.get(name)), seen | {name})
+        if isinstance(node, Tok):
+            if g.terminals[node.name].kind == TEXT:
+                return False                      # free text (content itself): not a call's beginning
+            leaf = spec.leaf(node.name)
+            return True if leaf is None else first(leaf, seen)
+        if isinstance(node, Seq):
+            for x in node.items:
+                if not first(x, seen):
+                    return False
+            return True
+        if isinstance(node, Alt):
+            return any([first(o, seen) for o in node.options])
+        if isinstance(node, Rep):
+            return first(node.item, seen) or node.lo == 0
+        return False
+
+    start = rules.get("start")
+    items = start.items if isinstance(start, Seq) else (start,)
+    stops = set()
+    for t in g.text_stops.values():
+        stops.update(t)
+    for x in items:
+        nullable_call = isinstance(x, Rep) and x.lo == 0 and v._node_can_call(x.item)
+        if not nullable_call:
+            break
+        first(x.item, frozenset())
+    return "".join(sorted(c for c in chars if c not in _WS))
 
 
 def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
@@ -112,7 +173,8 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
-    rules = build_rules(g, request, reasoning, max_reasoning, max_calls)
+    rules = build_rules(g, request, reasoning, max_reasoning, max_calls, tokens,
+                        guard_content=syntax == "lark" and dialect == "llguidance")
     if syntax == "lark":
         text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens)
     elif syntax == "gbnf":

@@ -248,13 +248,13 @@ class LarkWriter(_Writer):
 
     def lazy(self, n: Lazy) -> str:
         if self.dialect != "llguidance":              # a character-level matcher needs no lazy lexeme
-            return f"{self.text(Text(n.text.exclude, 0, n.text.hi, n.text.pattern))} {self.lit(n.marker)}"
+            return f"{self.text(n.text)} {self.lit(n.marker)}"
         key = ("lazy", n.text, n.marker)
         name = self.terms.get(key)
         if name is None:
             name = self.terms[key] = f"tg_lazy{len(self.terms)}"
             text = self.text(Text(n.text.exclude, 1, n.text.hi, n.text.pattern)).strip("()?")
-            self.extra.append(f"{name}[lazy]: {text}? {lark_string(n.marker)}")
+            self.extra.append(f"{name}[lazy]: {text}{'?' if n.text.lo == 0 else ''} {lark_string(n.marker)}")
         return name
 
 

@@ -12,14 +12,28 @@ from __future__ import annotations
 
 from operator import is_
 
-from toolgram.ir import EMPTY, Alt, Lazy, Lit, Node, Ref, Rep, Seq, Text, alt, opt, seq
+from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, alt, opt, seq
 
 
 def _is_text(node: Node) -> bool:
     return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
 
 
-def _no_adjacent_text(node: Node, memo: dict, refs: set) -> Node:
+def _inline_text_refs(options, memo: dict, refs: set, rules: dict) -> list:
+    """A loop's options with references to rules that are free text, or alternatives of which one is free
+    text, replaced by those alternatives: text reached through a reference meets text too."""
+    out = []
+    for o in options:
+        body = rules.get(o.name) if isinstance(o, Ref) else None
+        inner = (body.options if isinstance(body, Alt) else (body,)) if body is not None else ()
+        if body is not None and any(_is_text(b) for b in inner):
+            out.extend(_no_adjacent_text(b, memo, refs, rules) for b in inner)
+        else:
+            out.append(o)
+    return out
+
+
+def _no_adjacent_text(node: Node, memo: dict, refs: set, rules: dict | None = None) -> Node:
     """Rewrite loops like ``(TEXT | call)*`` so that two text lexemes never meet: a marker excluded from
     each could otherwise be spelled across the boundary of two of them.  Adds the rules ``node`` refers to
     to ``refs``.
@@ -35,14 +49,16 @@ def _no_adjacent_text(node: Node, memo: dict, refs: set) -> Node:
     if hit is not None:
         return hit[1]
     if isinstance(node, Seq):
-        items = [_no_adjacent_text(x, memo, refs) for x in node.items]
+        items = [_no_adjacent_text(x, memo, refs, rules) for x in node.items]
         out = node if _same(items, node.items) else seq(*items)
     elif isinstance(node, Alt):
-        options = [_no_adjacent_text(x, memo, refs) for x in node.options]
+        options = [_no_adjacent_text(x, memo, refs, rules) for x in node.options]
         out = node if _same(options, node.options) else alt(*options)
     else:
-        item = _no_adjacent_text(node.item, memo, refs)
+        item = _no_adjacent_text(node.item, memo, refs, rules)
         options = item.options if isinstance(item, Alt) else (item,)
+        if node.hi is None and rules:
+            options = _inline_text_refs(options, memo, refs, rules)
         texts = [o for o in options if _is_text(o)]
         if texts and node.hi is None:
             text = texts[0].item if isinstance(texts[0], Rep) else texts[0]
@@ -59,39 +75,152 @@ def _same(new: list, old) -> bool:
     return all(map(is_, new, old))
 
 
+def _alt(*options) -> Node:
+    """`alt`, with duplicates found by identity (hashing deep nodes by value costs more than it saves)."""
+    flat, seen = [], set()
+    for o in options:
+        if o is None:
+            continue
+        for x in (o.options if isinstance(o, Alt) else (o,)):
+            if id(x) not in seen:
+                seen.add(id(x))
+                flat.append(x)
+    return flat[0] if len(flat) == 1 else Alt(tuple(flat))
+
+
+def _optional_text(node: Node):
+    """The Text of ``text``, ``text?``, ``(text?)?``... (None: ``node`` is not free text)."""
+    wrapped = False
+    while isinstance(node, Rep) and (node.lo, node.hi) == (0, 1):
+        node, wrapped = node.item, True
+    if not isinstance(node, Text):
+        return None
+    return Text(node.exclude, 0, node.hi, node.pattern) if wrapped else node
+
+
 class _LazyHeads:
-    """Turn ``text? X``, where X starts with a marker spelled by ordinary tokens, into
-    ``Lazy(text, marker) X'`` (X' = X after the marker) or ``X``: an llguidance text lexeme is greedy and
-    cannot give back the characters that start the marker once it has taken them."""
+    """Free text that a marker spelled by ordinary tokens may follow becomes one lazily matched lexeme up to
+    that marker: an llguidance text lexeme is greedy and cannot give back the characters that start the
+    marker once it has taken them.
+
+    ``text K`` (K: whatever follows, through optional items, closers that may be left out, and the rule that
+    refers to this one) becomes ``K | Lazy(text, m) K/m | ...`` for every spelled marker ``m`` that K may
+    start with and the text excludes (``K/m``: K after ``m``), keeping ``text K`` where K may start with
+    something else.  Where the text ends a referenced rule, what follows the reference is pushed into a copy
+    of that rule (``R K`` -> ``R__then{n}``), so that the text and its closer meet in one sequence."""
 
     def __init__(self, rules: dict, tokens: dict):
         self.rules = rules
         self.tokens = tokens
         self.derived: dict = {}
         self.done: dict = {}
+        self.ended: dict = {}
+        self.seqs: dict = {}
+        self.depth = 0
+        self._tails: dict = {}
+        self._first: dict = {}
+        self._nullable: dict = {}
 
-    def first(self, node: Node, seen=frozenset()) -> set | None:
-        """Literals every string of ``node`` starts with (None: something else may come first)."""
+    # -- analysis --------------------------------------------------------------------------------------
+    def nullable(self, node: Node) -> bool:
         if isinstance(node, Lit):
-            return {node.text} if node.text else None
-        if isinstance(node, Ref):
-            if node.name in seen or node.name not in self.rules:
-                return None
-            return self.first(self.rules[node.name], seen | {node.name})
-        if isinstance(node, Alt):
-            out = set()
-            for o in node.options:
-                f = self.first(o, seen)
-                if f is None:
-                    return None
-                out |= f
-            return out
-        if isinstance(node, Seq):
-            return self.first(node.items[0], seen) if node.items else None
+            return not node.text
+        if isinstance(node, Text):
+            return node.lo == 0
         if isinstance(node, Rep):
-            return self.first(node.item, seen) if node.lo >= 1 else None
-        return None
+            return node.lo == 0 or self.nullable(node.item)
+        if isinstance(node, Seq):
+            return all(self.nullable(x) for x in node.items)
+        if isinstance(node, Alt):
+            return any(self.nullable(x) for x in node.options)
+        if isinstance(node, Ref):
+            hit = self._nullable.get(node.name)
+            if hit is None:
+                self._nullable[node.name] = False
+                hit = self._nullable[node.name] = node.name in self.rules and self.nullable(self.rules[node.name])
+            return hit
+        return False
 
+    def first(self, node: Node, seen=frozenset()) -> tuple:
+        """(literals a string of ``node`` may start with, whether something else may start it)."""
+        if isinstance(node, Lit):
+            return ({node.text} if node.text else set()), False
+        if isinstance(node, Ref):
+            hit = self._first.get(node.name)
+            if hit is None:
+                if node.name in seen or node.name not in self.rules:
+                    return set(), True
+                hit = self.first(self.rules[node.name], seen | {node.name})
+                if not seen:
+                    self._first[node.name] = hit
+            return hit
+        if isinstance(node, Alt):
+            out, other = set(), False
+            for o in node.options:
+                f, x = self.first(o, seen)
+                out |= f
+                other |= x
+            return out, other
+        if isinstance(node, Seq):
+            out, other = set(), False
+            for x in node.items:
+                f, o = self.first(x, seen)
+                out |= f
+                other |= o
+                if not self.nullable(x):
+                    break
+            return out, other
+        if isinstance(node, Rep):
+            return self.first(node.item, seen) if node.hi != 0 else (set(), False)
+        return set(), True
+
+    def tails(self, node: Node, seen=frozenset()) -> frozenset:
+        """The markers excluded by the free text that may end ``node`` (empty: no text ends it)."""
+        text = _optional_text(node)
+        if text is not None:
+            return frozenset(text.exclude) or frozenset({""})
+        if isinstance(node, Ref):
+            hit = self._tails.get(node.name)
+            if hit is None:
+                if node.name in seen or node.name not in self.rules:
+                    return frozenset()
+                hit = self.tails(self.rules[node.name], seen | {node.name})
+                if not seen:
+                    self._tails[node.name] = hit
+            return hit
+        if not isinstance(node, (Alt, Seq, Rep)):
+            return frozenset()
+        hit = self._tails.get(id(node))
+        if hit is not None:
+            return hit[1]
+        if isinstance(node, Alt):
+            out = frozenset().union(*[self.tails(o, seen) for o in node.options])
+        elif isinstance(node, Seq):
+            out = frozenset()
+            for x in reversed(node.items):
+                out |= self.tails(x, seen)
+                if not self.nullable(x):
+                    break
+        else:
+            out = self.tails(node.item, seen) if node.hi != 0 else frozenset()
+        if not seen:
+            self._tails[id(node)] = (node, out)
+        return out
+
+    def stops(self, excluded, nxt: Node) -> tuple:
+        """(the excluded markers, spelled with ordinary tokens, that ``nxt`` may start with; whether it may
+        start otherwise)."""
+        firsts, other = self.first(nxt)
+        found = set()
+        for f in firsts:
+            stop = max((e for e in excluded if e and f.startswith(e)), key=len, default=None)
+            if stop is None or stop in self.tokens or any(f.startswith(t) for t in self.tokens):
+                other = True
+            else:
+                found.add(stop)
+        return sorted(found), other or self.nullable(nxt)
+
+    # -- derivative ------------------------------------------------------------------------------------
     def derive(self, node: Node, lit: str):
         """``node`` after the literal ``lit`` (None: ``node`` cannot start with it)."""
         if isinstance(node, Lit):
@@ -116,69 +245,156 @@ class _LazyHeads:
             return Ref(name) if name else None
         if isinstance(node, Alt):
             options = [d for d in (self.derive(o, lit) for o in node.options) if d is not None]
-            return alt(*options) if options else None
+            return _alt(*options) if options else None
         if isinstance(node, Seq):
-            if not node.items:
-                return None
-            head = self.derive(node.items[0], lit)
-            return None if head is None else seq(head, *node.items[1:])
-        if isinstance(node, Rep) and node.lo >= 1:
+            options = []
+            for i, x in enumerate(node.items):
+                head = self.derive(x, lit)
+                if head is not None:
+                    options.append(seq(head, *node.items[i + 1:]))
+                if not self.nullable(x):
+                    break
+            return _alt(*options) if options else None
+        if isinstance(node, Rep) and node.hi != 0:
             head = self.derive(node.item, lit)
             if head is None:
                 return None
-            return seq(head, Rep(node.item, node.lo - 1, None if node.hi is None else node.hi - 1))
+            if node.lo == 0 and node.hi is None:
+                return seq(head, node)          # (the same loop: a continuation keeps its identity)
+            return seq(head, Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
         return None
 
+    # -- rewriting -------------------------------------------------------------------------------------
     def rewrite(self, node: Node) -> Node:
         if not isinstance(node, (Seq, Alt, Rep)):
             return node
         hit = self.done.get(id(node))            # a node shared by several rules is rewritten once
         if hit is not None:
             return hit[1]
+        self.done[id(node)] = (node, node)       # (a cycle through pushed rules sees the node as it is)
         if isinstance(node, Seq):
-            items = [self.rewrite(x) for x in node.items]
-            out, i = [], 0
-            while i < len(items):
-                x = items[i]
-                if isinstance(x, Rep) and (x.lo, x.hi) == (0, 1) and isinstance(x.item, Text) and i + 1 < len(items):
-                    lazy = self.lazy(x.item, items[i + 1])
-                    if lazy is not None:
-                        out.append(lazy)
-                        i += 2
-                        continue
-                out.append(x)
-                i += 1
-            new = node if len(out) == len(node.items) and _same(out, node.items) else seq(*out)
+            # a sequence rebuilt from the same items (a derivative's tail, a continuation) is rewritten once
+            key = tuple(map(id, node.items))
+            hit = self.seqs.get(key)
+            if hit is not None:
+                new = hit[1]
+            else:
+                new = self.sequence(list(node.items))
+                if isinstance(new, Seq) and _same(new.items, node.items) and len(new.items) == len(node.items):
+                    new = node
+                self.seqs[key] = (node, new)
         elif isinstance(node, Alt):
             options = [self.rewrite(x) for x in node.options]
-            new = node if _same(options, node.options) else alt(*options)
+            new = node if _same(options, node.options) else _alt(*options)
         else:
             item = self.rewrite(node.item)
             new = node if item is node.item else Rep(item, node.lo, node.hi)
         self.done[id(node)] = (node, new)        # (holding the node keeps its id from being reused)
         return new
 
+    def sequence(self, items: list) -> Node:
+        out = []
+        for i, x in enumerate(items):
+            if i + 1 < len(items) and not isinstance(x, (Lit, Regex, Json)):
+                text = _optional_text(x)
+                if text is not None:
+                    lazy = self.lazy(text, seq(*items[i + 1:]))
+                    if lazy is not None:
+                        return seq(*out, lazy)
+                elif not isinstance(x, Text):
+                    excluded = self.tails(x)
+                    rest = seq(*items[i + 1:]) if excluded else None
+                    if excluded:
+                        stops, _ = self.stops(excluded, rest)
+                        if stops:
+                            return seq(*out, self.closing(x, rest, stops))
+            out.append(self.rewrite(x))
+        return seq(*out) if out else EMPTY
+
+    def closing(self, x: Node, rest: Node, stops) -> Node:
+        """``x rest`` where text may end ``x`` and ``rest`` may start with a spelled marker that text excludes:
+        ``x rest`` (the other endings) | ``x/m rest/m`` per marker m (``x/m``: x's strings that end in text,
+        that text matched lazily up to and including m)."""
+        rest_rw = self.rewrite(rest)
+        options = [seq(self.rewrite(x), rest_rw)]
+        if self.depth > 0:                        # (a bound: endings within endings grow exponentially)
+            return options[0]
+        self.depth += 1
+        for m in stops:
+            head = self.ending(x, m)
+            after = self.derive(rest, m)
+            if head is not None and after is not None:
+                options.append(seq(self.rewrite(head), self.rewrite(after)))
+        self.depth -= 1
+        return _alt(*options)
+
+    def ending(self, node: Node, m: str):
+        """``node``'s strings that end in free text, that text matched lazily up to and including ``m``."""
+        text = _optional_text(node)
+        if text is not None:
+            return Lazy(text, m)
+        if isinstance(node, Ref):
+            key = (node.name, m)
+            if key not in self.ended:
+                if node.name not in self.rules:
+                    return None
+                name = f"{node.name}__then{len(self.ended)}"
+                self.ended[key] = name
+                self.rules[name] = EMPTY
+                body = self.ending(self.rules[node.name], m)
+                if body is None:
+                    del self.rules[name]
+                    self.ended[key] = None
+                    return None
+                self.rules[name] = body
+            name = self.ended[key]
+            return Ref(name) if name else None
+        if isinstance(node, Alt):
+            options = [e for e in (self.ending(o, m) for o in node.options if self.tails(o)) if e is not None]
+            return _alt(*options) if options else None
+        if isinstance(node, Seq):
+            options = []
+            for i in range(len(node.items) - 1, -1, -1):
+                x = node.items[i]
+                if self.tails(x):
+                    e = self.ending(x, m)
+                    if e is not None:
+                        options.append(seq(*node.items[:i], e))
+                if not self.nullable(x):
+                    break
+            return _alt(*options) if options else None
+        if isinstance(node, Rep) and node.hi != 0:
+            e = self.ending(node.item, m)
+            if e is None:
+                return None
+            if node.hi == 1:
+                return e
+            return seq(Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1), e)
+        return None
+
     def lazy(self, text: Text, nxt: Node):
-        firsts = self.first(nxt)
-        textual = sorted(f for f in firsts or () if f not in self.tokens and f in text.exclude)
+        textual, other = self.stops(text.exclude, nxt)
         if not textual:
             return None
-        options = [nxt]
-        if len(textual) < len(firsts):          # markers that are tokens may still follow plain text
-            options.append(seq(opt(text), nxt))
+        nxt_rw = self.rewrite(nxt)
+        options = [nxt_rw] if text.lo == 0 else []
+        if other:                                # markers that are tokens, or other text, may still follow
+            options.append(seq(text, nxt_rw))
         for f in textual:
             rest = self.derive(nxt, f)
             if rest is not None:
-                options.append(seq(Lazy(text, f), rest))
-        return alt(*options)
+                options.append(seq(Lazy(text, f), self.rewrite(rest)))
+        return _alt(*options)
 
 
 def lazy_heads(rules: dict, tokens: dict) -> dict:
     """Apply `_LazyHeads` to every rule (for Lark output)."""
-    lh = _LazyHeads(dict(rules), tokens)
-    for name in list(lh.rules):
-        lh.rules[name] = lh.rewrite(lh.rules[name])
-    return lh.rules
+    lh = _LazyHeads(dict(rules), tokens)      # (its rules stay as written: derivatives are taken of those)
+    out: dict = {}
+    while len(out) < len(lh.rules):          # (rules the pass adds are rewritten too)
+        for name in [n for n in lh.rules if n not in out]:
+            out[name] = lh.rewrite(lh.rules[name])
+    return {name: out[name] for name in lh.rules}
 
 
 def finish(rules: dict) -> dict:
@@ -192,6 +408,6 @@ def finish(rules: dict) -> dict:
         if name in done or name not in rules:
             continue
         refs: set = set()
-        done[name] = _no_adjacent_text(rules[name], memo, refs)
+        done[name] = _no_adjacent_text(rules[name], memo, refs, rules)
         todo.extend(r for r in refs if r not in done)
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from toolgram.errors import ConstraintError
-from toolgram.compiler.regexlang import Unsupported, bounded, regex_char, render_capture
+from toolgram.compiler.regexlang import Unsupported, bounded, regex_char, render_capture, split_at_words
 from toolgram.compiler.schema_grammar import SchemaGrammar, join
 from toolgram.ir import (BLOCK, EMPTY, LITERAL, LOOKAHEAD, PATTERN, TEXT, Alt, ArgSpec, CompiledGrammar, Lit, Node,
                          Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq)
@@ -36,13 +36,15 @@ class Specialiser:
     """Builds, for one request, each tool's form of each call rule; new rules go to ``out``."""
 
     def __init__(self, g: CompiledGrammar, rules: dict, out: dict, *, content_ok: bool,
-                 max_reasoning: int | None):
+                 max_reasoning: int | None, tokens: dict | None = None):
         self.g = g
         self.rules = rules
         self.specs = g.terminals
         self.out = out
         self.content_ok = content_ok
         self.max_reasoning = max_reasoning
+        self.tokens = tokens or {}
+        self.content_guard = ""                   # characters content may not begin with (after whitespace)
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
@@ -71,6 +73,11 @@ class Specialiser:
             node = self._plain[name] = self._make_leaf(name)
             return node
 
+    def _markers(self) -> list:
+        """The grammar's literal markup and the tokenizer's marker tokens (what may be single tokens)."""
+        return sorted({x for s in self.specs.values() if s.kind == LITERAL for x in s.spellings
+                       if len(x) >= 2 and not x.isalnum() and not x.isspace()} | set(self.tokens))
+
     def _make_leaf(self, name: str) -> Node | None:
         spec = self.specs.get(name)
         if spec is None:
@@ -79,6 +86,10 @@ class Specialiser:
             return alt(*[Lit(x) for x in spec.spellings])
         if spec.kind == PATTERN:
             try:
+                split = split_at_words(spec.source, self._markers())
+                if split is not None:             # a marker inside the pattern: written as the marker
+                    return alt(*[seq(*[Lit(x) if kind == "word" else _regex_part(x) for kind, x in parts])
+                                 for parts in split])
                 return Regex(bounded(spec.source))
             except Unsupported:
                 return None                       # e.g. a lookahead: the constraint leaves this branch out
@@ -86,7 +97,11 @@ class Specialiser:
             if spec.role == "content" and not self.content_ok:
                 return None                       # required / named: no free text
             hi = self.max_reasoning if spec.role == "reasoning" else None
-            return Text(exclude=self.stops(name), lo=1, hi=hi)
+            pattern = None
+            if spec.role == "content" and self.content_guard:
+                cls = "".join(regex_char(ord(c)) for c in self.content_guard)
+                pattern = rf"(?s:[ \t\r\n]*|[ \t\r\n]*[^ \t\r\n{cls}].*)"
+            return Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
         if spec.kind == LOOKAHEAD:
             return EMPTY
         raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
@@ -290,6 +305,16 @@ class Specialiser:
         if enc.value is None:
             raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold an argument value")
         return enc.value(self, spec, at.arg)
+
+
+def _regex_part(pattern: str) -> Node:
+    """A piece of a pattern cut at a marker; a single repeated atom that may match nothing (``[ \\t]{0,4}``)
+    becomes optional (a lexeme may not match the empty text)."""
+    m = re.fullmatch(r"(\[(?:\\.|[^\]])*\]|\\.|[^\\])(?:\{0,(\d+)\}|(\?))", pattern)
+    if m:
+        atom = m.group(1)
+        return Rep(Regex(atom if m.group(3) else f"{atom}{{1,{m.group(2)}}}"), 0, 1)
+    return Regex(pattern)
 
 
 def _mentions(node: Node, rule: str) -> bool:

@@ -14,7 +14,7 @@ import json
 import re
 
 from toolgram.errors import ConstraintError
-from toolgram.ir import Json, Lit, Regex, alt, seq
+from toolgram.ir import Json, Lit, Regex, Rep, alt, seq
 from toolgram.runtime.encodings.json_args import JsonArgs
 from toolgram.runtime.json_value import DONE, ERROR, MORE, JsonValue
 from toolgram.runtime.encodings.registry import JSON_WS, Encoding, register
@@ -195,6 +195,12 @@ def _call(ctx, spec, tool):
     both = alt(seq(name_member, ws, Lit(","), ws, args_member), seq(args_member, ws, Lit(","), ws, name_member))
     if spec.options.get("name_only", True) and not params.get("required"):
         both = alt(both, name_member)
+    id_keys = spec.options.get("id_keys") or []
+    if id_keys:
+        # the native id the grammar declares (read back as the call's id), after the other members
+        id_member = seq(ws, Lit(","), ws, alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
+                        alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
+        both = seq(both, Rep(id_member, 0, 1))
     return seq(ws, Lit("{"), ws, both, ws, Lit("}"))
 
 
