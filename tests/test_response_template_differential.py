@@ -66,8 +66,9 @@ def test_imported_template_agrees_with_the_bundled_grammar(key, case):
     """Must hold: an imported template and toolgram's grammar of the same family read every corpus case of
     that family alike (text compared with whitespace runs squeezed), or the case is listed with its reason."""
     g = grammar(key)
-    ours = normalize_result(g.parse(case.output, tools=case.tools))
-    bundled = normalize_result(corpus.grammar_for(case).parse(case.output, case.tools, reasoning=case.reasoning))
+    ours = normalize_result(g.parse(case.output, tools=case.tools, prompt=case.prompt))
+    bundled = normalize_result(corpus.grammar_for(case).parse(case.output, case.tools, reasoning=case.reasoning,
+                                                              prompt=case.prompt))
     d = difference(ours, bundled, loose_whitespace=True)
     entry = TABLE["bundled_cases"].get((key, case.name))
     if d is None:
