@@ -19,8 +19,10 @@ import load  # noqa: E402
 
 def test_small_load_run_is_all_valid(tmp_path):
     out = tmp_path / "load.json"
+    # (192 tokens: since the constraint admits the grammar's native "id" member, a random model's calls run
+    # longer, and a required call cut by max_tokens is counted as an error)
     rc = load.main(["--requests", "64", "--clients", "16", "--warmup", "16", "--max-seconds", "120",
-                    "--json", str(out)])
+                    "--max-tokens", "192", "--json", str(out)])
     figures = json.loads(out.read_text())
     assert figures["errors"] == 0, figures["error_examples"]
     assert figures["requests_done"] == 64 and figures["server_alive"]
