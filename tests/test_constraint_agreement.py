@@ -1,6 +1,7 @@
 """The constraint agrees with the parser: every corpus output the grammar reads cleanly is accepted by the
 ``auto`` constraint for its tools (and by ``required`` when it has no content), by a real llguidance matcher
-over a tokenizer that has the family's markers as tokens; and every syntax compiles in xgrammar.
+over every tokenization of tests/test_constraint_matrix.py (which runs the `AGREEMENT` cases defined here);
+call-free outputs by ``auto`` and ``none``; and every syntax compiles in xgrammar.
 
 Constraints write one canonical form where the parser tolerates several; corpus outputs in a tolerated
 variant the constraint does not write are skipped here (see docs/constraints.md): arguments given as a JSON
@@ -76,15 +77,6 @@ AGREEMENT = agreement_cases()
 
 def test_enough_agreement_cases():
     assert len(AGREEMENT) >= 200
-
-
-@pytest.mark.parametrize("case,tools,choice", AGREEMENT)
-def test_constraint_accepts_corpus_output(case, tools, choice):
-    g = corpus.grammar_for(case)
-    tok, _ = tokenizer_for(g)
-    c = g.constraint(tools, choice, tokenizer=tok, reasoning=case.reasoning)
-    problem = accepts(g, c.text, case.output)
-    assert problem is None, problem
 
 
 def test_call_free_outputs_are_accepted_by_auto_and_none():
