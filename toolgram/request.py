@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from toolgram.cache import LRU
 from toolgram.errors import RequestError
 
-MODES = ("auto", "required", "named", "none")
 MAX_SCHEMA_DEPTH = 64
 _SUBSCHEMA_KEYS = {"items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties", "not"}
 _CHECKED = LRU("tool_schemas", 4096)      # canonical schema text -> problem ("" when none)
