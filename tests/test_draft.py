@@ -29,7 +29,7 @@ def test_new_from_template_writes_a_checked_draft(tmp_path, capsys):
     assert cli.main(["new", "--from-template", str(path), "--name", "dsml_draft", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "dsml_draft.yaml").exists() and (tmp_path / "corpus" / "dsml_draft.yaml").exists()
-    assert "check: 5/5 rendered cases pass" in out
+    assert "check: 6/6 rendered cases pass" in out
     assert "could not infer" in out                        # it says what it left open
     assert cli.main(["check", str(tmp_path / "dsml_draft.yaml")]) == 0
     text = (tmp_path / "dsml_draft.yaml").read_text()
