@@ -318,7 +318,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
     def error(message: str, terminal: str):
         raise lines.error(message, ("terminals", terminal) if terminal in yaml_terms else ("lark",))
 
-    actions, gotos, rules, start_states, end_states = tables.parse_table(lk, set(specs), calls["rule"])
+    actions, gotos, rules, start_states, end_states, call_last = tables.parse_table(lk, set(specs), calls["rule"])
     plain = start_states.get(lark_text.PLAIN_START, start_states["start"])
     trig = tables.triggers(actions, specs, plain)
     if reasoning is not None and reasoning.ends_at_call:
@@ -332,7 +332,8 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
                                f"(its call markers: {', '.join(trig)})", reasoning.file, 1)
         specs[lark_text.R_ESCAPE].lookahead = escape
     block_first = {t: encodings.get(spec.block).first(spec.prepared) for t, spec in specs.items() if spec.kind == BLOCK}
-    built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error)
+    built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error,
+                                 call_last)
     policies = dict(data.get("policies", {}))
     policies.setdefault("commit", "name")
     policies.setdefault("unknown_tool", "keep")

@@ -15,7 +15,7 @@ import sys
 from lark.parsers.lalr_analysis import Shift
 
 from toolgram.compiler.regexlang import C as re_constants, P as re_parser
-from toolgram.ir import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Rule, StateLexer, Tables, TerminalSpec
+from toolgram.ir import BLOCK, END, LITERAL, LOOKAHEAD, PATTERN, TEXT, Recovery, Rule, StateLexer, Tables, TerminalSpec
 
 
 def _alternation(literals) -> re.Pattern | None:
@@ -52,13 +52,15 @@ def _prefixes(literals) -> frozenset:
 
 
 def parse_table(lark_instance, terminal_names: set[str], call_rule: str):
-    """Lark's LALR table as (actions, gotos, rules, start_states, end_states) with integer encodings."""
+    """Lark's LALR table as (actions, gotos, rules, start_states, end_states, call_last) with integer
+    encodings; ``call_last`` holds the terminals that end a production of the call rule itself."""
     pt = lark_instance.parser.parser.parser.parse_table
     n = len(pt.states)
     actions: list[dict] = [dict() for _ in range(n)]
     gotos: list[dict] = [dict() for _ in range(n)]
     rules: list[Rule] = []
     index: dict = {}
+    call_last: set = set()
     for state, acts in pt.states.items():
         for sym, (act, arg) in acts.items():
             if act is Shift:
@@ -72,8 +74,11 @@ def parse_table(lark_instance, terminal_names: set[str], call_rule: str):
                     i = index[arg] = len(rules)
                     is_call = arg.origin.name == call_rule or arg.alias == call_rule
                     rules.append(Rule(arg.origin.name, len(arg.expansion), is_call))
+                    # (an aliased rule, such as a call lacking its end tag, ends elsewhere)
+                    if arg.origin.name == call_rule and arg.expansion and arg.expansion[-1].name in terminal_names:
+                        call_last.add(arg.expansion[-1].name)
                 actions[state][sym] = -(i + 1)
-    return actions, gotos, rules, dict(pt.start_states), dict(pt.end_states)
+    return actions, gotos, rules, dict(pt.start_states), dict(pt.end_states), call_last
 
 
 def default_reductions(actions: list[dict]) -> list:
@@ -190,8 +195,48 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
     return lexers
 
 
-def build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error) -> Tables:
+def recovery(actions: list[dict], gotos: list[dict], rules: list, call_last: set,
+             specs: dict[str, TerminalSpec]) -> Recovery:
+    """Where a broken call ends and where parsing goes on after it (see runtime/parser.py, ``_recover``)."""
+    def spellings(terms) -> set:
+        return {x for t in terms if t in specs and specs[t].kind == LITERAL for x in specs[t].spellings}
+
+    def literals_after(state: int) -> set:
+        """The literals acceptable in ``state`` or right after a pattern token (whitespace...) read there."""
+        terms = set(actions[state])
+        for t, a in actions[state].items():
+            if a >= 0 and t in specs and specs[t].kind == PATTERN:
+                terms |= set(actions[a])
+        return spellings(terms)
+
+    origins = [r.origin for r in rules if r.is_call]
+    origins = sorted(set(origins), key=origins.index)
+    call_gotos = [next((g[o] for o in origins if o in g), -1) for g in gotos]
+    follows = set()
+    for target in {t for t in call_gotos if t >= 0}:
+        follows |= literals_after(target)
+    brackets = [""] * len(actions)
+    block_follows: dict[str, set] = {}
+    for acts in actions:
+        for t, a in acts.items():
+            if a < 0 or t not in specs:
+                continue
+            spec = specs[t]
+            if spec.kind == LITERAL:
+                brackets[a] = "".join(c for c in spec.literal if c in "()[]{}")
+            elif spec.kind == BLOCK:
+                block_follows.setdefault(t, set()).update(literals_after(a))
+    ends = spellings(call_last)
+    long = lambda xs: tuple(sorted((x for x in xs if len(x) >= 2), key=lambda x: (-len(x), x)))  # noqa: E731
+    return Recovery(call_gotos=call_gotos, call_ends=long(ends),
+                    call_follows=tuple(sorted(follows - ends, key=lambda x: (-len(x), x))),
+                    brackets=brackets, block_follows={t: tuple(sorted(v)) for t, v in block_follows.items()})
+
+
+def build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error,
+                 call_last=frozenset()) -> Tables:
     safe = safe_states(actions, specs)
     return Tables(actions=actions, gotos=gotos, rules=rules, default_reduce=default_reductions(actions),
                   lexers=build_lexers(actions, safe, specs, block_first, error),
-                  start_states=start_states, end_states=end_states)
+                  start_states=start_states, end_states=end_states,
+                  recovery=recovery(actions, gotos, rules, call_last, specs))

@@ -119,6 +119,20 @@ class ArgsBuilder:
         self.vmode = None
         return out
 
+    def value_cut(self) -> str:
+        """A value block broke: close what of it was produced.  A value of which nothing was produced is
+        dropped with its key (nothing is invented for it)."""
+        if self.key_ is None:
+            return ""
+        if self.vmode in ("string", "typed"):
+            return self.value_end()           # the text read so far is the value
+        out = ""
+        if self.vsent and self.vscanner is not None and not self.vscanner.done:
+            out = self.vscanner.closers()
+        self.key_ = None
+        self.vmode = None
+        return out
+
     @staticmethod
     def _typed_json(raw: str) -> str:
         text = raw.strip()

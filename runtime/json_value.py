@@ -113,6 +113,11 @@ class JsonValue:
         tail = '"' if self.state == _STRING else ""
         return tail + "".join(reversed(self.stack))
 
+    def nesting(self) -> tuple:
+        """(closers of the open brackets, innermost last; the quote of the string being read or None; string
+        quotes): where a broken value stands, for reading past its rest (runtime/skip.py)."""
+        return list(self.stack), ('"' if self.state in (_STRING, _KEY) else None), ('"',)
+
     @property
     def done(self) -> bool:
         return self.state == _END

@@ -7,7 +7,9 @@ argument pieces, keys and values).  `Output` decides when each becomes visible:
   commits a call (its name is complete, or per the grammar's ``commit`` policy its arguments start), or
   returns to content (then it was markup), or fails (then all of it comes back as content: nothing lost).
 * A committed call is never taken back.  Its name goes out once; its arguments stream.  If the text ends
-  or breaks inside it, its arguments are closed as sent (``truncated``) and what follows is content.
+  inside it, its arguments are closed as sent (``truncated``).  If its text breaks, the parser reads the rest
+  of the call as its markup (``malformed``) and the arguments are closed as sent: never half call, half
+  content.
 
 Deltas are the dicts of ``choices[0].delta`` in a chat.completion.chunk; consecutive pieces of the same kind
 produced by one ``feed`` are merged into one delta.
@@ -29,7 +31,7 @@ def random_call_id() -> str:
 
 class _Call:
     __slots__ = ("index", "id", "native_id", "name", "builder", "committed", "unsent", "parts",
-                 "truncated", "unknown", "mark")
+                 "truncated", "unknown", "malformed", "mark")
 
     def __init__(self, schemas: ToolSchemas):
         self.index = -1
@@ -42,6 +44,7 @@ class _Call:
         self.parts: list[str] = []
         self.truncated = False
         self.unknown = False
+        self.malformed = False     # its text stopped fitting the grammar; the rest up to its end was markup
         self.mark = (0, 0)         # where the call's region text starts in the segments (on_truncated)
 
 
@@ -66,7 +69,9 @@ class Output:
         self.pending: list[tuple[str, str]] = []
         self.call: _Call | None = None
         self.refused = False       # a call could not be committed (bad or rejected name)
-        self.recoveries = 0        # regions that broke (their text came back as content)
+        self.recoveries = 0        # regions that broke (their text came back as content), broken calls
+        self.region_calls = 0      # calls committed in the current region
+        self.broken_element = False  # an element of the current region broke before it was a call
 
     # -- deltas and segments ------------------------------------------------------------------
     def take(self) -> list[dict]:
@@ -147,19 +152,25 @@ class Output:
     def enter_region(self) -> None:
         if not self.in_region:
             self.in_region = True
+            self.region_calls = 0
             self.live = self.call is not None and self.call.committed
 
-    def settle(self) -> None:
-        """Back in content: the region was well formed; what it held was markup."""
+    def settle(self) -> bool:
+        """Back in content: the region was well formed; what it held was markup.  Returns whether it was
+        content instead (all its elements broke before they were calls)."""
         if not self.in_region:
-            return
+            return False
         if self.call is not None:
             self.close_call()
+        # a region whose only elements broke holds no call: all of it is content, verbatim
+        verbatim = self.broken_element and not self.region_calls
         for kind, text in self.pending:
-            self._flush_one(kind, text)
+            self._flush_one("content" if verbatim and kind == "markup" else kind, text)
         self.pending = []
         self.in_region = False
         self.live = True
+        self.broken_element = False
+        return verbatim
 
     def _flush_one(self, kind: str, text: str) -> None:
         if kind == "content":
@@ -168,6 +179,19 @@ class Output:
             self._emit_reasoning(text)
         else:
             self._seg(kind, text)
+
+    @property
+    def after_call(self) -> bool:
+        """Whether the last text out (before what is pending) was a call's."""
+        return self._seg_kind == "call"
+
+    def element_to_content(self, start: int) -> None:
+        """An element of a list of calls broke before it was a call: its text so far (pending from ``start``)
+        is content, and the region goes on."""
+        self.pending[start:] = [(k if k == "reasoning" else "content", t) for k, t in self.pending[start:]]
+        self.call = None
+        self.refused = False
+        self.broken_element = True
 
     def fail(self) -> None:
         """The region broke: a committed call is closed as sent, everything uncommitted is content.
@@ -190,6 +214,7 @@ class Output:
         self.in_region = False
         self.live = True
         self.refused = False
+        self.broken_element = False
 
     def end(self) -> None:
         """End of output after a well-formed parse."""
@@ -286,10 +311,18 @@ class Output:
         if call is not None:
             self._send(call, call.builder.value_end())
 
+    def value_cut(self) -> None:
+        """The value block being read broke: close what of it was sent."""
+        call = self._current()
+        if call is not None:
+            self._send(call, call.builder.value_cut())
+
     def close_call(self) -> None:
         call = self.call
         if call is None:
             return
+        if call.malformed:
+            call.truncated = call.builder.incomplete()
         text = call.builder.finish()
         if not call.committed:
             if call.name is None:
@@ -320,6 +353,7 @@ class Output:
         self.pending = []
         self.live = True
         call.committed = True
+        self.region_calls += 1
         call.index = len(self.calls)
         call.id = call.native_id or self.new_id()
         self.calls.append(call)
@@ -352,7 +386,7 @@ class Output:
             else:
                 seg_list.append(("content", tail))
         calls = [Call(id=c.id, name=c.name, arguments="".join(c.parts), index=c.index,
-                      truncated=c.truncated, unknown=c.unknown) for c in kept]
+                      truncated=c.truncated, unknown=c.unknown, malformed=c.malformed) for c in kept]
         pending = [(k, t) for k, t in self.pending]
         segments = [(k, "".join(parts)) for k, parts in seg_list]
         content = [t for k, t in segments if k == "content"]

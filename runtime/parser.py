@@ -11,9 +11,11 @@ It runs a compiled grammar's LALR tables (computed by Lark) with its own resumab
 * Nothing already consumed is looked at again: blocks and runs keep their state, so a long argument string
   costs the same per character whether it arrives in 1-character or 1-megabyte deltas.
 
-Errors never escape: when the text stops fitting the grammar, the parser returns to the last point where
-content could be read (a *safe* state), the uncommitted text of the broken region becomes content (see
-`output.Output`), and parsing resumes where the error was found.
+Errors never escape.  When the text stops fitting the grammar inside a committed call (one already
+streamed), the call keeps the rest of its text up to its end (`skip.Skipper`), flagged ``malformed``, and
+parsing goes on after it, so a valid call after a broken one is still a call.  Anywhere else the parser
+returns to the last point where content could be read (a *safe* state), the uncommitted text of the broken
+region becomes content (see `output.Output`), and parsing resumes where the error was found.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from toolgram.runtime import encodings
 from toolgram.runtime.json_value import DONE, ERROR, MORE
 from toolgram.runtime.output import Output
 from toolgram.runtime.schema_values import ToolSchemas
+from toolgram.runtime.skip import CLOSE, Skipper, closers_of
 from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml
 
 _TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
@@ -122,12 +125,29 @@ class _Run:
 class _Block:
     __slots__ = ("term", "spec", "scanner", "value")
     is_run = False
+    skip = False
 
     def __init__(self, term, spec, scanner):
         self.term = term
         self.spec = spec
         self.scanner = scanner
         self.value = spec.role == "value"
+
+
+class _Skip:
+    """Reading past the broken rest of a call (read like a block; see `_recover`)."""
+
+    __slots__ = ("term", "scanner", "value", "base", "block_stops", "content")
+    is_run = False
+    skip = True
+
+    def __init__(self, scanner: Skipper, base: int, block=None, block_stops=(), content=False):
+        self.scanner = scanner
+        self.base = base                   # stack index of the state the call started in
+        self.content = content             # an element that was no call: its text is content
+        self.term = block.term if block is not None else None   # the broken block, if a block broke
+        self.value = block is not None and block.value
+        self.block_stops = frozenset(block_stops)   # literals after which the broken block is over
 
 
 def _extract(regex, text: str, group: str) -> str | None:
@@ -178,6 +198,9 @@ class StreamingParser:
         self._specs = grammar.terminals
         self._stack = [tables.start_states[start]]
         self._end_state = tables.end_states[start]
+        self._recovery = tables.recovery
+        self._call_starts = tables.recovery.call_gotos
+        self._elem = (-1, 0)      # (stack index, pending length) where the last call of a region may begin
         self._snap = list(self._stack)
         policies = grammar.policies
         if on_unknown_tool is not None:       # per parse: keep (flagged) | content | error
@@ -242,7 +265,10 @@ class StreamingParser:
                 except RecursionError:
                     status = ERROR
                 if pos > start:
-                    out.markup(buf[start:pos])
+                    if act.skip and act.content:
+                        out.content_text(buf[start:pos])
+                    else:
+                        out.markup(buf[start:pos])
                 if out.refused:
                     status = ERROR
                 elif status == MORE:
@@ -251,11 +277,14 @@ class StreamingParser:
                     status = ERROR
                 self._active = None
                 if status == DONE:
+                    if act.skip:
+                        pos = self._resume(act, buf, pos)
+                        continue
                     if act.value:
                         out.value_end()
                     self._shift(act.term, pos)
                 else:
-                    self._recover(pos)
+                    self._recover(pos, act)
                 continue
             if self._grow is not None:
                 # a class-run token (whitespace...) that reached the end of the text before: extend it
@@ -280,8 +309,11 @@ class StreamingParser:
                 stack = self._stack
                 lex = self._lexers[stack[-1]]
                 if lex.safe:
-                    if out.in_region:
-                        out.settle()
+                    if out.in_region and out.settle():
+                        # the region held no call, only broken elements: it was content, and so is what
+                        # follows it, read from where the region began
+                        self._stack = stack = self._snap[:]
+                        lex = self._lexers[stack[-1]]
                     self._snap = stack[:]
                 if self._force:
                     self._force = False
@@ -294,6 +326,8 @@ class StreamingParser:
                         out.content_text(buf[pos])
                         pos += 1
                     continue
+                if self._call_starts[stack[-1]] >= 0:
+                    self._elem = (len(stack) - 1, len(out.pending))
                 tok = self._lex(lex, buf, pos, n, eof)
                 if tok is None:
                     break
@@ -525,11 +559,97 @@ class StreamingParser:
             self._accept_end()
         out.end()
 
-    def _recover(self, pos: int) -> None:
+    def _recover(self, pos: int, block=None) -> None:
+        out = self._out
+        call = out.call
+        cut = self._closed and pos >= len(self._buf)     # the output ended here: cut off, not broken
+        if not cut and not (block is not None and block.skip):
+            skip = self._skipper(block)
+            if skip is not None:
+                self._active = skip
+                return
         self._active = None
-        self._out.fail()
+        out.fail()
         self._stack = self._snap[:]
         mark = (self._offset + pos, self._stack[-1])
         if mark == self._stall:
             self._force = True
         self._stall = mark
+
+    # -- a broken call -------------------------------------------------------------------------
+    def _skipper(self, block) -> _Skip | None:
+        """How to read past the rest of a call that broke here, or None (then the region comes back as content).
+
+        A committed call keeps its text (``malformed``).  A broken block (JSON arguments...) is read to its own
+        end first: its brackets closed, or a literal that may follow it; the call then goes on.  Otherwise the
+        call is read to its end: its closing marker, a literal that may follow it (outside brackets and
+        strings), or the bracket closing those open where it broke.  An element of a list of calls that began
+        and broke before it was a call (no name, a refused name) is content, and the list goes on after it."""
+        out = self._out
+        rec = self._recovery
+        stack = self._stack
+        gotos = rec.call_gotos
+        base = len(stack) - 1
+        while base >= 0 and gotos[stack[base]] < 0:
+            base -= 1
+        if base < 0:
+            return None
+        call = out.call
+        if call is not None and call.committed and not out.refused:
+            call.malformed = True
+            content = False
+        elif (out.in_region and not out.live and self._elem[0] == base and len(out.pending) > self._elem[1]
+              and (base >= len(self._snap) or out.after_call)):
+            # (the first element of a region is one only right after a call: otherwise it decides whether
+            # the region is calls at all, and broken, all of the region is content)
+            out.element_to_content(self._elem[1])
+            content = True
+            block = None if block is None else _Block(block.term, block.spec, block.scanner)
+        else:
+            return None
+        out.recoveries += 1
+        markers = rec.call_ends + tuple(x for x in rec.call_follows if len(x) > 1)
+        inner, quote, quotes = [], None, ('"',)
+        if block is not None:
+            nesting = getattr(block.scanner, "nesting", None)
+            if nesting is not None:
+                inner, quote, quotes = nesting()
+            if not content:
+                follows = rec.block_follows.get(block.term, ())
+                markers += tuple(x for x in follows if len(x) > 1)
+                return _Skip(Skipper(inner, quote, quotes, markers, follows), base, block, follows)
+        closers: list = []
+        for s in stack[base + 1:]:            # the brackets the call's markers opened, then the block's
+            closers_of(rec.brackets[s], closers)
+        return _Skip(Skipper(closers + inner, quote, quotes, markers, rec.call_follows, rec.call_ends), base,
+                     content=content)
+
+    def _resume(self, skip: _Skip, buf: str, pos: int) -> int:
+        """The broken text is read: go on after the broken block, or after the call; return the position."""
+        out = self._out
+        stop = skip.scanner.stop
+        self._elem = (-1, 0)              # a later break is not this element's
+        if skip.term is not None and (stop == CLOSE or stop in skip.block_stops):
+            if skip.value:
+                out.value_cut()
+            self._shift(skip.term, pos)
+            return pos
+        if stop is None:                  # the output ended inside the broken call
+            out.fail()
+            self._stack = self._snap[:]
+            return pos
+        if stop in self._recovery.call_ends:
+            (out.content_text if skip.content else out.markup)(stop)
+            pos += len(stop)
+        stack = self._stack
+        del stack[skip.base + 1:]
+        stack.append(self._recovery.call_gotos[stack[-1]])
+        if not skip.content:
+            out.value_cut()
+            out.close_call()
+        dred = self._dred
+        r = dred[stack[-1]]
+        while r is not None:
+            self._reduce(r)
+            r = dred[stack[-1]]
+        return pos

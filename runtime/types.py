@@ -26,6 +26,7 @@ class Call:
     type: str = "function"
     truncated: bool = False    # the text ended (or broke) before the arguments were complete; closed as sent
     unknown: bool = False      # tools were given and none has this name (kept: the client decides)
+    malformed: bool = False    # its text broke; the rest of it up to its end was read as its markup
 
     def to_openai(self) -> dict:
         return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
@@ -44,7 +45,7 @@ class ParseResult:
     reasoning_content: str | None
     tool_calls: list[Call] = field(default_factory=list)
     segments: list[tuple[str, str]] = field(default_factory=list)
-    recovered: int = 0      # regions that did not fit the grammar (their text came back as content)
+    recovered: int = 0      # places that did not fit the grammar (a region back to content, a broken call)
 
     def to_message(self) -> dict:
         """The OpenAI assistant message (``reasoning_content`` only when there is some)."""
@@ -60,5 +61,6 @@ class ParseResult:
             "content": self.content,
             "reasoning_content": self.reasoning_content,
             "tool_calls": [{"index": c.index, **c.to_openai(), **({"truncated": True} if c.truncated else {}),
-                            **({"unknown": True} if c.unknown else {})} for c in self.tool_calls],
+                            **({"unknown": True} if c.unknown else {}),
+                            **({"malformed": True} if c.malformed else {})} for c in self.tool_calls],
         }

@@ -1,6 +1,7 @@
 """Fuzzing every grammar with text built from its own pieces: no exception, segments cover the input,
 streaming equals one-shot under random splits, arguments are JSON objects, no call from marker-free text."""
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -120,3 +121,75 @@ def test_random_mutations(name, count=400, seed=1234):
         assert "".join(t for _, t in one.segments) == text
         for call in one.tool_calls:
             assert isinstance(json.loads(call.arguments), dict)
+
+
+BREAKS = ['@', 'b"x"', '$$', '#!', '1e999x']   # brackets balanced: a break, not a new structure
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_broken_call_keeps_its_siblings(name, count=60, seed=99):
+    """The malformed-call rule (docs/grammar-format.md): text that breaks one call of a valid output never
+    takes its siblings with it -- every other call is still read, with the same arguments -- and what becomes
+    content comes only from the broken call's own region (never half of the call)."""
+    import random
+    rng = random.Random(f"{seed}-{name}")
+    g = toolgram.load(name)
+    cases = []
+    for case in corpus.load_cases(name):
+        r = g.parse(case.output, case.tools)
+        if len(r.tool_calls) >= 2 and not r.recovered:
+            cases.append((case, r))
+    if not cases:
+        pytest.skip(f"{name}: no corpus case with two well-formed calls")
+    lits = {x for t in g.compiled.terminals.values() if t.kind == LITERAL for x in t.spellings if len(x) > 1}
+    markers = re.compile("|".join(re.escape(x) for x in sorted(lits, key=len, reverse=True)))
+    broke = 0
+    for _ in range(count):
+        case, r0 = rng.choice(cases)
+        spans, at = [], 0                      # (kind, start, end) of each segment of the original
+        for kind, text in r0.segments:
+            spans.append((kind, at, at + len(text)))
+            at += len(text)
+        # a call that is not the first of its region (the first element decides whether a region is calls
+        # at all: broken before its name, it and the region are content)
+        calls, seen = [], False
+        for kind, s, e in spans:
+            if kind == "content":
+                seen = False
+            elif kind == "call":
+                if seen and e - s >= 2:
+                    calls.append((kind, s, e))
+                seen = True
+        if not calls:
+            continue
+        _, lo, hi = rng.choice(calls)
+        k = rng.randint(lo + 1, hi - 1)
+        if any(0 < k - m.start() < len(m.group()) for m in markers.finditer(case.output)):
+            continue                            # inside a marker: that is a different output, not a break
+        junk = rng.choice(BREAKS)
+        text = case.output[:k] + junk + case.output[k:]
+        one, deltas, _ = run(name, text, cut(text, [rng.randint(0, len(text)) for _ in range(4)]), case.tools)
+        assert corpus.rebuild(deltas) == corpus.summary(one), text
+        assert "".join(t for _, t in one.segments) == text
+        # the region of the broken call: from the end of the content before it to the end of the content after
+        before = max([e for kind, s, e in spans if kind == "content" and e <= lo] + [0])
+        after = min([e for kind, s, e in spans if kind == "content" and s >= hi] + [len(case.output)])
+        region = text[before:after + len(junk)]
+        kept = [(c.name, json.loads(c.arguments)) for c in one.tool_calls]
+        want = [(c.name, json.loads(c.arguments)) for c in r0.tool_calls]
+
+        def within(sub, seq):
+            it = iter(seq)
+            return all(any(x == y for y in it) for x in sub)
+        # every call but the broken one is still read, in order, with the same arguments
+        assert any(within(want[:i] + want[i + 1:], kept) for i in range(len(want))), (text, kept, want)
+        # what is content now: the original content, in order, plus only text of the broken call's region
+        rest = "".join(t for kind, t in one.segments if kind == "content")
+        for piece in [t for kind, t in r0.segments if kind == "content"]:
+            i = rest.find(piece)
+            assert i != -1, (text, piece)
+            rest = rest[:i] + rest[i + len(piece):]
+        it = iter(region)
+        assert all(c in it for c in rest), (text, rest, region)
+        broke += one.recovered > 0
+    assert broke, f"none of {count} edits broke a call: the test checks nothing"

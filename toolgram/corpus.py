@@ -18,6 +18,7 @@ A corpus is ``grammars/corpus/<grammar>.yaml``::
           calls:
             - {name: get_weather, arguments: {city: Paris}}   # arguments compared as JSON values
             - {name: f, arguments_text: '{"a": 1}', id: "functions.f:0", truncated: true}
+            - {name: g, arguments: {}, truncated: true, malformed: true}   # its text broke (see docs)
 
 Every case is checked one-shot, streamed in its ``chunks`` (if any), one character at a time, and as a whole
 message in one delta; the streamed deltas must rebuild the one-shot result exactly.
@@ -167,6 +168,8 @@ def check_expectation(case: Case, result) -> list[str]:
             problems.append(f"call {i}: id {c.id!r} != {w['id']!r}")
         if c.truncated != w.get("truncated", False):
             problems.append(f"call {i}: truncated {c.truncated} != {w.get('truncated', False)}")
+        if c.malformed != w.get("malformed", False):
+            problems.append(f"call {i}: malformed {c.malformed} != {w.get('malformed', False)}")
         if "unknown" in w and c.unknown != w["unknown"]:
             problems.append(f"call {i}: unknown {c.unknown} != {w['unknown']}")
     return problems

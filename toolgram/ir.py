@@ -90,6 +90,18 @@ class Tables:
     lexers: list
     start_states: dict
     end_states: dict
+    recovery: "Recovery | None" = None
+
+
+@dataclass
+class Recovery:
+    """What the parser needs to read past a call whose text broke (runtime/parser.py, ``_recover``)."""
+
+    call_gotos: list                  # per state: the state after a call that starts here, or -1
+    call_ends: tuple                  # markers (2+ characters) that end a call: a broken call's last text
+    call_follows: tuple               # literals that may follow a call: a broken call ends before them
+    brackets: list                    # per state: the brackets ()[]{} of the marker shifted into it
+    block_follows: dict               # block terminal -> the literals that may follow it
 
 
 @dataclass

@@ -27,6 +27,9 @@ class JsonArgs:
         self.as_string = options.get("arguments_as_string", False)
         self.sub = None
 
+    def nesting(self) -> tuple:
+        return self.sub.nesting() if self.sub is not None else ([], None, ('"',))
+
     def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
         if self.sub is None:
             pos = _WS.match(buf, pos).end()

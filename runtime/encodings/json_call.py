@@ -51,6 +51,16 @@ class JsonCall:
         self.seen: set[str] = set()
         self.collected: list[str] = []
 
+    def nesting(self) -> tuple:
+        """(open brackets, open quote, quotes) where the call object broke (runtime/skip.py)."""
+        outer = [] if self.state == _START else ["}"]
+        if self.state == _KEY:
+            return outer, '"', ('"',)
+        if self.state == _IN:
+            closers, quote, quotes = self.sub.nesting()
+            return outer + closers, quote, quotes
+        return outer, None, ('"',)
+
     def feed(self, buf: str, pos: int, eof: bool = False) -> tuple[int, int]:
         n = len(buf)
         while True:

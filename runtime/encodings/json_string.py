@@ -19,7 +19,7 @@ class StringJson:
     reported depends only on the text, not on how it was split) and the error is reported after it.
     """
 
-    __slots__ = ("inner", "pending", "opened", "closed", "broken")
+    __slots__ = ("inner", "pending", "opened", "closed", "broken", "ended")
 
     def __init__(self, emit):
         self.inner = JsonValue(emit, top="object")
@@ -27,9 +27,14 @@ class StringJson:
         self.opened = False
         self.closed = False
         self.broken = False         # the decoded text is not JSON: skip to the end of the string
+        self.ended = False          # the string's closing quote was read
 
     def closers(self) -> str:
         return self.inner.closers()
+
+    def nesting(self) -> tuple:
+        """Inside the string that holds the arguments (its decoded brackets do not show in the text)."""
+        return [], (None if self.ended or not self.opened else '"'), ('"',)
 
     @property
     def done(self) -> bool:
@@ -63,6 +68,7 @@ class StringJson:
                 continue
             c = buf[pos]
             if c == '"':
+                self.ended = True
                 if self.broken:
                     return pos + 1, ERROR
                 p, status = self.inner.feed(self.pending, 0, eof=True)

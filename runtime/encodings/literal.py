@@ -118,6 +118,11 @@ class LiteralValue:
     def done(self) -> bool:
         return self.state == _END
 
+    def nesting(self) -> tuple:
+        """(open brackets, open quote, quotes) where the value broke (runtime/skip.py)."""
+        return [closer for closer, _ in self.stack], (self.quote if self.state in (_STRING, _KEY) and self.quote else None), \
+            tuple(self.p["quotes"])
+
     def closers(self) -> str:
         """What closes the output so far (a string, open arrays and objects) into valid JSON.  A parenthesis
         group cut off before its comma is read as the value it holds (as if its ``)`` came; ``[]`` if it holds
