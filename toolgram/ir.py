@@ -224,18 +224,24 @@ class Lazy(Node):
 
 EMPTY = Seq(())
 NOTHING = Alt(())
+_NONE = type(None)
 
 
 def seq(*items) -> Node:
-    flat = []
-    for it in items:
-        if it is None:
-            return None
-        if isinstance(it, Seq):
-            flat.extend(it.items)
-        else:
-            flat.append(it)
-    if any(isinstance(x, Alt) and not x.options for x in flat):
+    kinds = set(map(type, items))                 # (node classes have no subclasses: exact type tests)
+    if Seq in kinds or _NONE in kinds:
+        flat = []
+        for it in items:
+            if it is None:
+                return None
+            if type(it) is Seq:
+                flat.extend(it.items)
+            else:
+                flat.append(it)
+        kinds = set(map(type, flat))
+    else:
+        flat = items
+    if Alt in kinds and any(type(x) is Alt and not x.options for x in flat):
         return NOTHING
     return flat[0] if len(flat) == 1 else Seq(tuple(flat))
 

@@ -54,24 +54,27 @@ def _shared_nodes(rules: dict) -> set:
     seen: set = set()
     shared: set = set()
     todo = list(rules.values())
+    pop, push = todo.pop, todo.extend
     while todo:
-        n = todo.pop()
-        if isinstance(n, Seq):
+        n = pop()
+        t = type(n)                     # (node classes have no subclasses: exact type tests)
+        if t is Seq:
             kids = n.items
-        elif isinstance(n, Alt):
+        elif t is Alt:
             kids = n.options
-        elif isinstance(n, Rep):
+        elif t is Rep:
             kids = (n.item,)
-        elif isinstance(n, Json):
-            kids = ()
+        elif t is Json:
+            kids = None
         else:
             continue
         if id(n) in seen:
             shared.add(id(n))
-            continue
-        if kids or isinstance(n, Json):
+        elif kids is None:
             seen.add(id(n))
-            todo.extend(kids)
+        elif kids:
+            seen.add(id(n))
+            push(kids)
     return shared
 
 
@@ -99,29 +102,32 @@ class _Writer:
 
     def body(self, n: Node) -> str:
         """A rule's body (written in place even where the same node is also shared)."""
-        return self.compound(n, True) if isinstance(n, (Seq, Alt, Rep)) else self.leaf(n)
+        t = type(n)
+        return self.compound(n, True) if t is Seq or t is Alt or t is Rep else self.leaf(n)
 
     def node(self, n: Node, top: bool = False) -> str:
-        if isinstance(n, (Seq, Alt, Rep)):
+        t = type(n)
+        if t is Seq or t is Alt or t is Rep:
             return self.part(n) if id(n) in self.shared else self.compound(n, top)
-        if isinstance(n, Json) and id(n) in self.shared:
+        if t is Json and id(n) in self.shared:
             return self.part(n)
         return self.leaf(n)
 
     def leaf(self, n: Node) -> str:
-        if isinstance(n, Ref):
+        t = type(n)
+        if t is Ref:
             return self.ref(n.name)
-        if isinstance(n, Lit):
+        if t is Lit:
             return self.lit(n.text)
-        if isinstance(n, Regex):
+        if t is Regex:
             return self.regex(n.pattern)
-        if isinstance(n, Json):
+        if t is Json:
             return self.json(n.schema, n.where)
-        if isinstance(n, Text):
+        if t is Text:
             return self.text(n)
-        if isinstance(n, Lazy):
+        if t is Lazy:
             return self.lazy(n)
-        if isinstance(n, Tok):
+        if t is Tok:
             raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
         raise ConstraintError(f"internal: unknown node {n!r}")
 
@@ -137,18 +143,20 @@ class _Writer:
         return self.ref(hit[1]) if hit[1] else ""
 
     def compound(self, n: Node, top: bool) -> str:
-        if isinstance(n, Seq):
+        t = type(n)
+        if t is Seq:
             if not n.items:
                 return self.empty()
-            parts = [self.node(x) for x in n.items]
-            parts = [p for p in parts if p]
+            node = self.node
+            parts = [p for p in [node(x) for x in n.items] if p]
             text = " ".join(parts) if parts else self.empty()
             return text if top or len(parts) <= 1 else "(" + text + ")"
-        if isinstance(n, Alt):
+        if t is Alt:
             if not n.options:
                 raise ConstraintError("internal: an alternative with no options")
-            empty = any(isinstance(o, Seq) and not o.items for o in n.options)
-            opts = [self.node(o, top=True) for o in n.options if not (isinstance(o, Seq) and not o.items)]
+            empty = any(type(o) is Seq and not o.items for o in n.options)
+            node = self.node
+            opts = [node(o, True) for o in n.options if not (type(o) is Seq and not o.items)]
             text = " | ".join(opts)
             if empty:
                 return f"({text})?"

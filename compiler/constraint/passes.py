@@ -14,6 +14,9 @@ from operator import is_
 
 from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, alt, opt, seq
 
+_COMPOUND = frozenset({Seq, Alt, Rep})
+_WALKED = _COMPOUND | {Ref}
+
 
 def _is_text(node: Node) -> bool:
     return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
@@ -40,23 +43,24 @@ def _no_adjacent_text(node: Node, memo: dict, refs: set, rules: dict | None = No
 
     ``memo`` (id -> (node, result)) rewrites a node shared by several rules once (a tool's argument list is
     shared by its call forms); it holds the node, so that its id is not reused while the memo lives."""
-    if isinstance(node, Ref):
+    t = type(node)                        # (node classes have no subclasses: exact type tests)
+    if t is Ref:
         refs.add(node.name)
         return node
-    if not isinstance(node, (Seq, Alt, Rep)):
+    if t not in _COMPOUND:
         return node
     hit = memo.get(id(node))
     if hit is not None:
         return hit[1]
-    if isinstance(node, Seq):
-        items = [_no_adjacent_text(x, memo, refs, rules) for x in node.items]
+    if t is Seq:
+        items = [_no_adjacent_text(x, memo, refs, rules) if type(x) in _WALKED else x for x in node.items]
         out = node if _same(items, node.items) else seq(*items)
-    elif isinstance(node, Alt):
-        options = [_no_adjacent_text(x, memo, refs, rules) for x in node.options]
+    elif t is Alt:
+        options = [_no_adjacent_text(x, memo, refs, rules) if type(x) in _WALKED else x for x in node.options]
         out = node if _same(options, node.options) else alt(*options)
     else:
         item = _no_adjacent_text(node.item, memo, refs, rules)
-        options = item.options if isinstance(item, Alt) else (item,)
+        options = item.options if type(item) is Alt else (item,)
         if node.hi is None and rules:
             options = _inline_text_refs(options, memo, refs, rules)
         texts = [o for o in options if _is_text(o)]
@@ -98,6 +102,9 @@ def _optional_text(node: Node):
     return Text(node.exclude, 0, node.hi, node.pattern) if wrapped else node
 
 
+_ANY_STOP = frozenset({""})
+
+
 class _LazyHeads:
     """Free text that a marker spelled by ordinary tokens may follow becomes one lazily matched lexeme up to
     that marker: an llguidance text lexeme is greedy and cannot give back the characters that start the
@@ -120,20 +127,31 @@ class _LazyHeads:
         self._tails: dict = {}
         self._first: dict = {}
         self._nullable: dict = {}
+        self._heads: dict = {}
+        self._cuts = 0                           # references cut by `tails` walks so far
+        self._making = 0                         # rules `ending` is making (their bodies not yet in)
 
     # -- analysis --------------------------------------------------------------------------------------
+    # (node classes have no subclasses: the walks test exact types, cheaper than isinstance chains)
     def nullable(self, node: Node) -> bool:
-        if isinstance(node, Lit):
+        t = type(node)
+        if t is Lit:
             return not node.text
-        if isinstance(node, Text):
+        if t is Text:
             return node.lo == 0
-        if isinstance(node, Rep):
+        if t is Rep:
             return node.lo == 0 or self.nullable(node.item)
-        if isinstance(node, Seq):
-            return all(self.nullable(x) for x in node.items)
-        if isinstance(node, Alt):
-            return any(self.nullable(x) for x in node.options)
-        if isinstance(node, Ref):
+        if t is Seq:
+            for x in node.items:
+                if not self.nullable(x):
+                    return False
+            return True
+        if t is Alt:
+            for x in node.options:
+                if self.nullable(x):
+                    return True
+            return False
+        if t is Ref:
             hit = self._nullable.get(node.name)
             if hit is None:
                 self._nullable[node.name] = False
@@ -143,9 +161,10 @@ class _LazyHeads:
 
     def first(self, node: Node, seen=frozenset()) -> tuple:
         """(literals a string of ``node`` may start with, whether something else may start it)."""
-        if isinstance(node, Lit):
+        t = type(node)
+        if t is Lit:
             return ({node.text} if node.text else set()), False
-        if isinstance(node, Ref):
+        if t is Ref:
             hit = self._first.get(node.name)
             if hit is None:
                 if node.name in seen or node.name not in self.rules:
@@ -154,14 +173,14 @@ class _LazyHeads:
                 if not seen:
                     self._first[node.name] = hit
             return hit
-        if isinstance(node, Alt):
+        if t is Alt:
             out, other = set(), False
             for o in node.options:
                 f, x = self.first(o, seen)
                 out |= f
                 other |= x
             return out, other
-        if isinstance(node, Seq):
+        if t is Seq:
             out, other = set(), False
             for x in node.items:
                 f, o = self.first(x, seen)
@@ -170,32 +189,44 @@ class _LazyHeads:
                 if not self.nullable(x):
                     break
             return out, other
-        if isinstance(node, Rep):
+        if t is Rep:
             return self.first(node.item, seen) if node.hi != 0 else (set(), False)
         return set(), True
 
     def tails(self, node: Node, seen=frozenset()) -> frozenset:
-        """The markers excluded by the free text that may end ``node`` (empty: no text ends it)."""
-        text = _optional_text(node)
-        if text is not None:
-            return frozenset(text.exclude) or frozenset({""})
-        if isinstance(node, Ref):
-            hit = self._tails.get(node.name)
+        """The markers excluded by the free text that may end ``node`` (empty: no text ends it).
+
+        ``seen``: the rules being walked (a reference back to one adds nothing: the walk cuts it).  An answer
+        is kept at the top, and inside a walk where nothing under the node was cut (then it is the same
+        answer) while no rule is being made (`ending` fills a rule in after walking it)."""
+        t = type(node)
+        if t is Text:
+            return frozenset(node.exclude) or _ANY_STOP
+        if t is Ref:
+            name = node.name
+            hit = self._tails.get(name)
             if hit is None:
-                if node.name in seen or node.name not in self.rules:
+                if name in seen or name not in self.rules:
+                    self._cuts += 1
                     return frozenset()
-                hit = self.tails(self.rules[node.name], seen | {node.name})
-                if not seen:
-                    self._tails[node.name] = hit
+                cuts = self._cuts
+                hit = self.tails(self.rules[name], seen | {name})
+                if not seen or (cuts == self._cuts and not self._making):
+                    self._tails[name] = hit
             return hit
-        if not isinstance(node, (Alt, Seq, Rep)):
+        if t is Rep:
+            text = _optional_text(node)
+            if text is not None:
+                return frozenset(text.exclude) or _ANY_STOP
+        elif t is not Alt and t is not Seq:
             return frozenset()
         hit = self._tails.get(id(node))
         if hit is not None:
             return hit[1]
-        if isinstance(node, Alt):
+        cuts = self._cuts
+        if t is Alt:
             out = frozenset().union(*[self.tails(o, seen) for o in node.options])
-        elif isinstance(node, Seq):
+        elif t is Seq:
             out = frozenset()
             for x in reversed(node.items):
                 out |= self.tails(x, seen)
@@ -203,7 +234,7 @@ class _LazyHeads:
                     break
         else:
             out = self.tails(node.item, seen) if node.hi != 0 else frozenset()
-        if not seen:
+        if not seen or (cuts == self._cuts and not self._making):
             self._tails[id(node)] = (node, out)
         return out
 
@@ -223,13 +254,14 @@ class _LazyHeads:
     # -- derivative ------------------------------------------------------------------------------------
     def derive(self, node: Node, lit: str):
         """``node`` after the literal ``lit`` (None: ``node`` cannot start with it)."""
-        if isinstance(node, Lit):
+        t = type(node)
+        if t is Lit:
             if node.text == lit:
                 return EMPTY
             if node.text.startswith(lit):
                 return Lit(node.text[len(lit):])
             return None
-        if isinstance(node, Ref):
+        if t is Ref:
             key = (node.name, lit)
             if key not in self.derived:
                 name = f"{node.name}__after{len(self.derived)}"
@@ -243,19 +275,20 @@ class _LazyHeads:
                 self.rules[name] = body
             name = self.derived[key]
             return Ref(name) if name else None
-        if isinstance(node, Alt):
+        if t is Alt:
             options = [d for d in (self.derive(o, lit) for o in node.options) if d is not None]
             return _alt(*options) if options else None
-        if isinstance(node, Seq):
+        if t is Seq:
             options = []
-            for i, x in enumerate(node.items):
+            items = node.items
+            for i, x in enumerate(items):
                 head = self.derive(x, lit)
                 if head is not None:
-                    options.append(seq(head, *node.items[i + 1:]))
+                    options.append(seq(head, *items[i + 1:]))
                 if not self.nullable(x):
                     break
             return _alt(*options) if options else None
-        if isinstance(node, Rep) and node.hi != 0:
+        if t is Rep and node.hi != 0:
             head = self.derive(node.item, lit)
             if head is None:
                 return None
@@ -266,49 +299,66 @@ class _LazyHeads:
 
     # -- rewriting -------------------------------------------------------------------------------------
     def rewrite(self, node: Node) -> Node:
-        if not isinstance(node, (Seq, Alt, Rep)):
+        t = type(node)
+        if t is not Seq and t is not Alt and t is not Rep:
             return node
-        hit = self.done.get(id(node))            # a node shared by several rules is rewritten once
+        done = self.done
+        hit = done.get(id(node))                 # a node shared by several rules is rewritten once
         if hit is not None:
             return hit[1]
-        self.done[id(node)] = (node, node)       # (a cycle through pushed rules sees the node as it is)
-        if isinstance(node, Seq):
+        done[id(node)] = (node, node)            # (a cycle through pushed rules sees the node as it is)
+        if t is Seq:
             # a sequence rebuilt from the same items (a derivative's tail, a continuation) is rewritten once
             key = tuple(map(id, node.items))
             hit = self.seqs.get(key)
             if hit is not None:
                 new = hit[1]
             else:
-                new = self.sequence(list(node.items))
-                if isinstance(new, Seq) and _same(new.items, node.items) and len(new.items) == len(node.items):
+                new = self.sequence(node.items)
+                if type(new) is Seq and len(new.items) == len(node.items) and _same(new.items, node.items):
                     new = node
                 self.seqs[key] = (node, new)
-        elif isinstance(node, Alt):
-            options = [self.rewrite(x) for x in node.options]
+        elif t is Alt:
+            rewrite = self.rewrite
+            options = [rewrite(x) if type(x) in _COMPOUND else x for x in node.options]
             new = node if _same(options, node.options) else _alt(*options)
         else:
-            item = self.rewrite(node.item)
+            item = node.item
+            if type(item) in _COMPOUND:
+                item = self.rewrite(item)
             new = node if item is node.item else Rep(item, node.lo, node.hi)
-        self.done[id(node)] = (node, new)        # (holding the node keeps its id from being reused)
+        done[id(node)] = (node, new)             # (holding the node keeps its id from being reused)
         return new
 
-    def sequence(self, items: list) -> Node:
+    def _head(self, x: Node) -> tuple:
+        """(``x`` as optional free text or None, the markers excluded by text that may end it), kept per node:
+        both are fixed once asked (`tails` keeps its answers)."""
+        hit = self._heads.get(id(x))
+        if hit is None:
+            text = _optional_text(x)
+            hit = self._heads[id(x)] = (x, text, frozenset() if text is not None else self.tails(x))
+        return hit
+
+    def sequence(self, items: tuple) -> Node:
         out = []
+        last = len(items) - 1
         for i, x in enumerate(items):
-            if i + 1 < len(items) and not isinstance(x, (Lit, Regex, Json)):
-                text = _optional_text(x)
+            t = type(x)
+            if t is Lit or t is Regex or t is Json:
+                out.append(x)                     # (a leaf rewrites to itself)
+                continue
+            if i < last:
+                _, text, excluded = self._head(x)
                 if text is not None:
                     lazy = self.lazy(text, seq(*items[i + 1:]))
                     if lazy is not None:
                         return seq(*out, lazy)
-                elif not isinstance(x, Text):
-                    excluded = self.tails(x)
-                    rest = seq(*items[i + 1:]) if excluded else None
-                    if excluded:
-                        stops, _ = self.stops(excluded, rest)
-                        if stops:
-                            return seq(*out, self.closing(x, rest, stops))
-            out.append(self.rewrite(x))
+                elif excluded:
+                    rest = seq(*items[i + 1:])
+                    stops, _ = self.stops(excluded, rest)
+                    if stops:
+                        return seq(*out, self.closing(x, rest, stops))
+            out.append(self.rewrite(x) if t in _COMPOUND else x)
         return seq(*out) if out else EMPTY
 
     def closing(self, x: Node, rest: Node, stops) -> Node:
@@ -341,7 +391,9 @@ class _LazyHeads:
                 name = f"{node.name}__then{len(self.ended)}"
                 self.ended[key] = name
                 self.rules[name] = EMPTY
+                self._making += 1
                 body = self.ending(self.rules[node.name], m)
+                self._making -= 1
                 if body is None:
                     del self.rules[name]
                     self.ended[key] = None

@@ -146,22 +146,25 @@ class Specialiser:
         return self._spec(self.rules[form], _At(tool), (form,))
 
     def _spec(self, node: Node, at: _At, stack=()) -> Node | None:
-        if isinstance(node, Lit):
+        t = type(node)                           # (node classes have no subclasses: exact type tests)
+        if t is Lit:
             return node
-        if isinstance(node, Tok):
+        if t is Tok:
             return self._tok(node.name, at)
-        if isinstance(node, Ref):
+        if t is Ref:
             if node.name == self.argument and at.arg is None:
                 raise ConstraintError(f"grammar {self.g.name}: rule {self.argument} is used outside a "
                                       f"repetition; cannot derive the argument list")
             if node.name in stack:
                 raise ConstraintError(f"grammar {self.g.name}: recursive rule {node.name} inside a call")
             return self._spec(self.rules[node.name], at, stack + (node.name,))
-        if isinstance(node, Seq):
-            return seq(*[self._spec(x, at, stack) for x in node.items])
-        if isinstance(node, Alt):
-            return alt(*[self._spec(x, at, stack) for x in node.options])
-        if isinstance(node, Rep):
+        if t is Seq:
+            spec = self._spec
+            return seq(*[x if type(x) is Lit else spec(x, at, stack) for x in node.items])
+        if t is Alt:
+            spec = self._spec
+            return alt(*[x if type(x) is Lit else spec(x, at, stack) for x in node.options])
+        if t is Rep:
             if self.argument and at.arg is None and _mentions(node.item, self.argument):
                 # every call form of a tool (``function`` and ``open_function -> function``) holds the same
                 # argument list: build it once per tool (nodes are immutable and may be shared)
