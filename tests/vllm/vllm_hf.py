@@ -51,19 +51,26 @@ def tokenizer():
                                    eos_token="<|im_end|>")
 
 
-def _request(tools):
+def request_for(tools):
+    """A chat request with ``tools`` (the placeholder when there are none), tool_choice auto."""
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
     return ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}],
                                  tools=tools or PLACEHOLDER_TOOLS)
 
 
-def new_parser(template: dict, tools=None):
-    """A fresh hf parser for one request, and the request (tool_choice auto, auto tool choice enabled)."""
+@functools.lru_cache(maxsize=2)
+def parser_class(with_reasoning: bool):
+    """The class vLLM composes once at startup for ``--tool-call-parser hf`` (and ``--reasoning-parser hf``)."""
     from vllm.parser.parser_manager import ParserManager
-    cls = ParserManager.get_parser(tool_parser_name="hf",
-                                   reasoning_parser_name="hf" if THINKING in template["fields"] else None,
-                                   enable_auto_tools=True)
-    request = _request(tools)
+    return ParserManager.get_parser(tool_parser_name="hf", reasoning_parser_name="hf" if with_reasoning else None,
+                                    enable_auto_tools=True)
+
+
+def new_parser(template: dict, tools=None):
+    """A fresh hf parser for one request, as vLLM's serving makes one per request, and the request
+    (tool_choice auto, auto tool choice enabled)."""
+    request = request_for(tools)
+    cls = parser_class(THINKING in template["fields"])
     return cls(tokenizer(), request.tools, response_template=template), request
 
 
