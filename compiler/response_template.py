@@ -40,6 +40,12 @@ SPEC_KEYS = {"version", "defaults", "fields", "start_anchor", "start_anchor_patt
 FIELD_KEYS = {"open", "open_pattern", "close", "close_pattern", "content", "content_args", "repeats", "join",
               "optional", "transform", "transform_each"}
 CONTENT_PARSERS = {"text", "int", "float", "bool", "json", "json-lax", "xml-inline", "kv-lines"}
+# (a bounded-depth value pattern is regular, but toolgram's value readers read text up to a marker, or nested
+# literals at any depth: either reads other text than the pattern, so it is refused, not approximated)
+VALUE_RUN_ONLY = ("group 'value' must be a lazy run such as (?P<value>.*?) ended by a literal marker (toolgram "
+                  "streams a value as text up to that marker); a value with a pattern of its own (alternatives, "
+                  "bounded bracket nesting...) is not compiled: reading nested values to any depth would read "
+                  "other text than the pattern")
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 CALL_FIELD = "tool_calls"
 CONTENT_FIELD = "content"
@@ -665,8 +671,7 @@ def _xml_args(f, b: _Builder, where: str, source, close_first=()) -> tuple[str, 
                    source)
     items = units[vi][2]
     if not (len(items) == 1 and items[0][0] is C.MIN_REPEAT and len(items[0][1][2]) == 1):
-        raise _err(pw, "group 'value' must be a lazy run such as (?P<value>.*?) ended by a literal marker; "
-                   "this one (alternatives, bounded bracket nesting...) has no streaming equivalent", source)
+        raise _err(pw, VALUE_RUN_ONLY, source)
     vtype = _value_type(vp, f"{where}.content_args.value_parser", source)
     # whitespace around the value is the value's strip (the regex trims it)
     strip = False
@@ -703,8 +708,7 @@ def _xml_args(f, b: _Builder, where: str, source, close_first=()) -> tuple[str, 
                 if strip:
                     opts["strip"] = "whitespace"
                 return b.term("VALUE", opts, pw) + "?"
-        raise _Refuse("group 'value' must be a lazy run such as (?P<value>.*?) ended by a literal marker; "
-                      "this one (alternatives, bounded bracket nesting...) has no streaming equivalent")
+        raise _Refuse(VALUE_RUN_ONLY)
 
     try:
         if vtype == "json":
@@ -934,10 +938,17 @@ def translate(spec, prefix: str | None = None, *, name: str = "response_template
             calls["region"] = "calls"
         else:
             # whitespace after a call's closer is a separator (the reference's patterns swallow it on one
-            # side or the other), so that consecutive calls are one region for constraints
-            sep = "" if (c or "").endswith("WS?") or not c else f" {b.ws()}?"
-            b.rules.append(f"call: {o} {args_lark} {c or ''}{sep}".rstrip())
-            b.rules.append("calls: call+")
+            # side or the other), so that consecutive calls are one region for constraints; it stays out of
+            # the call rule, so that a call ends at its closer (its last argument fragment is sent there, not
+            # when the next token arrives)
+            if c:
+                c = c[:-len("WS?")].rstrip() if c.endswith("WS?") else c
+                ws = b.ws()
+                b.rules.append(f"call: {o} {args_lark} {c}".rstrip())
+                b.rules.append(f"calls: call ({ws}? call)* {ws}?")
+            else:
+                b.rules.append(f"call: {o} {args_lark}".rstrip())
+                b.rules.append("calls: call+")
             calls["region"] = "calls"
         items.append("calls implicit_close?" if closes_calls else "calls")
         if b.name_pattern:

@@ -17,7 +17,10 @@ set.  Each parser:
 * ``extract_tool_calls_streaming``: the grammar's incremental parser, fed only the new text of each step (work
   proportional to the delta), its deltas mapped to vLLM's ``DeltaMessage``.
 
-The grammar is loaded without its reasoning grammar: in vLLM, reasoning is ``--reasoning-parser``'s job.
+The grammar is loaded without its reasoning grammar: in vLLM, reasoning is ``--reasoning-parser``'s job.  A
+response template's own reasoning field (``toolgram-response-template``) reaches the parser only when no
+reasoning parser took the text first: its text is then content, streamed and one-shot alike, as vLLM's own
+``hf`` parser gives it without ``--reasoning-parser hf`` (vLLM's one-shot tool extraction has no reasoning).
 """
 from __future__ import annotations
 
@@ -57,13 +60,13 @@ def _choice(request):
 
 
 def _merge(deltas: list[dict]) -> DeltaMessage | None:
-    """toolgram's OpenAI delta dicts for one step, as one vLLM DeltaMessage."""
-    content, reasoning, calls = [], [], {}
+    """toolgram's OpenAI delta dicts for one step, as one vLLM DeltaMessage (reasoning text as content)."""
+    content, calls = [], {}
     for d in deltas:
+        if d.get("reasoning_content"):
+            content.append(d["reasoning_content"])
         if d.get("content"):
             content.append(d["content"])
-        if d.get("reasoning_content"):
-            reasoning.append(d["reasoning_content"])
         for c in d.get("tool_calls") or ():
             i = c.get("index", 0)
             cur = calls.get(i)
@@ -76,10 +79,9 @@ def _merge(deltas: list[dict]) -> DeltaMessage | None:
                     cur["function"]["name"] = fn["name"]
                 if fn.get("arguments"):
                     cur["function"]["arguments"] = (cur["function"]["arguments"] or "") + fn["arguments"]
-    if not (content or reasoning or calls):
+    if not (content or calls):
         return None
-    return DeltaMessage(content="".join(content) or None, reasoning="".join(reasoning) or None,
-                        tool_calls=[calls[i] for i in sorted(calls)])
+    return DeltaMessage(content="".join(content) or None, tool_calls=[calls[i] for i in sorted(calls)])
 
 
 class GrammarParser(ToolParser):
@@ -119,7 +121,8 @@ class GrammarParser(ToolParser):
                  for c in r.tool_calls]
         if getattr(request, "parallel_tool_calls", True) is False:
             calls = calls[:1]
-        content = r.content
+        # content and (a template's) reasoning text in output order, as the streamed deltas give them
+        content = "".join(text for kind, text in r.segments if kind in ("content", "reasoning")) or None
         if calls and content is not None and not content.strip():
             content = None
         return Extracted(tools_called=bool(calls), tool_calls=calls,
@@ -176,7 +179,6 @@ class ResponseTemplateParser(GrammarParser):
             raise ValueError("toolgram-response-template: the tokenizer has no response_template")
         self.grammar = _template_grammar(key)        # a GrammarError names the template's field
         self._parser = None
-        self._unsent = {}
 
 
 def _class_name(ref: str) -> str:

@@ -65,5 +65,10 @@ def differences() -> dict:
     for e in data.get("bundled_cases", []):
         assert e["reason"] in reasons, e
         bundled[(e["template"], e["case"])] = e
+    vllm = {}
+    for e in data.get("vllm_cases", []):
+        assert e["reason"] in reasons, e
+        vllm[(e["template"], e["case"])] = e
     return {"reasons": reasons, "cases": table, "reference_streaming": data.get("reference_streaming", []),
-            "export_cases": export, "bundled_cases": bundled}
+            "export_cases": export, "bundled_cases": bundled, "vllm_cases": vllm,
+            "vllm_refused": {e["template"]: e for e in data.get("vllm_refused", [])}}

@@ -305,7 +305,8 @@ def to_response_template(name: str) -> dict:
     if r is not None:
         if not r.open or not r.close:
             raise NotExpressible("the reasoning block has no opening marker")
-        fields["reasoning_content"] = {"open": r.open, "close": r.close, "content": "text"}
+        # "thinking": the name transformers' serving reads reasoning from and the only one vLLM's hf parser routes
+        fields["thinking"] = {"open": r.open, "close": r.close, "content": "text"}
         if r.starts_inside:
             notes.append("the output starts inside reasoning when the prompt opened it: pass the prompt as prefix")
         if r.ends_at_call:

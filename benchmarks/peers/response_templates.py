@@ -1,14 +1,17 @@
-"""toolgram against transformers' ResponseParser, on the public response templates toolgram imports.
+"""toolgram against transformers' ResponseParser and vLLM's `hf` parser, on the public response templates
+toolgram imports.
 
 The same delta streams (1, 4 and 32 characters, and the whole message) of one output with a long string
-argument go to transformers' streaming `ResponseParser` (reading the template) and to toolgram's parser
-compiled from the same template; both readings are checked equal.  Reported per template: microseconds per
-delta at the largest size, the growth of the total time per doubling of the output (1.0x per doubling would be
-constant work, 2.0x linear), and how many argument deltas reach a client (transformers sends the call once,
-when its region closes).  vLLM's `hf` parser is not measured here: vLLM is not installed in the project's
-environment (benchmarks/peers/README.md sets up a separate venv for vLLM comparisons).
+argument go to transformers' streaming `ResponseParser` (reading the template), to vLLM's `hf` parser
+(`vllm/parser/response_template.py`, `parse_delta` per delta as vLLM's chat serving calls it; a template whose
+reasoning field vLLM refuses gets it renamed `thinking`) and to toolgram's parser compiled from the same
+template; the readings are checked equal.  Reported per template: microseconds per delta at the largest size,
+the growth of the total time per doubling of the output (1.0x per doubling would be constant work, 2.0x
+linear), and how many argument deltas reach a client (the template parsers send a call once, when its region
+closes).  vLLM is measured where it is importable: run it in the vLLM venv (`bash .ci/vllm_setup.sh`).
 
-    python benchmarks/peers/response_templates.py [--sizes 2000 4000 8000 16000] [--repeats 3] [--markdown FILE]
+    .venv-vllm/bin/python benchmarks/peers/response_templates.py [--sizes 2000 4000 8000 16000] [--repeats 3]
+        [--markdown FILE] [--json FILE]
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "vllm"))
 
 from response_templates_public import public_templates  # noqa: E402
 
@@ -71,6 +75,7 @@ def run_ours(g, parts):
 
 
 def run_ref(template, parts):
+    """transformers' ResponseParser; its argument deltas are the call regions it closes (one event each)."""
     from transformers.utils.chat_parsing import ResponseParser
     t0 = time.perf_counter()
     p = ResponseParser(template, prefix="")
@@ -82,58 +87,94 @@ def run_ref(template, parts):
     return time.perf_counter() - t0, message, closes
 
 
-def measure(sizes, delta_sizes, repeats):
+def vllm_available() -> bool:
+    try:
+        import vllm.parser.response_template  # noqa: F401
+    except Exception:          # noqa: BLE001 - not installed (or not importable) here: measured without it
+        return False
+    return True
+
+
+def run_vllm(template, parts):
+    """vLLM's hf parser for one request, fed ``parts`` as vLLM's chat serving does (the last one finished)."""
+    import vllm_hf
+    cls, request = vllm_hf.parser_class(vllm_hf.THINKING in template["fields"]), vllm_hf.request_for(None)
+    t0 = time.perf_counter()
+    parser = cls(vllm_hf.tokenizer(), request.tools, response_template=template)     # one per request in vLLM
+    argument_deltas, calls = 0, {}
+    last = len(parts) - 1
+    for i, d in enumerate(parts):
+        m = parser.parse_delta(d, [], request, [], finished=i == last)
+        for tc in (m.tool_calls if m is not None else ()):
+            calls.setdefault(tc.index, [tc.function.name, ""])[1] += tc.function.arguments or ""
+            argument_deltas += bool(tc.function.arguments)
+    elapsed = time.perf_counter() - t0
+    message = {"tool_calls": [{"function": {"name": n, "arguments": a}} for n, a in calls.values()]}
+    return elapsed, message, argument_deltas
+
+
+def measure(sizes, delta_sizes, repeats, with_vllm):
     templates = public_templates()
+    peers = ["toolgram", "transformers"] + (["vllm"] if with_vllm else [])
     rows = []
     for key in outputs(100):
         t = templates[key]
         g = from_response_template(t)
+        if with_vllm:
+            import vllm_hf
+            vt = t if vllm_hf.refusal(t) is None else vllm_hf.with_thinking_field(t)
+        runs = {"toolgram": lambda parts: run_ours(g, parts), "transformers": lambda parts: run_ref(t, parts),
+                "vllm": lambda parts: run_vllm(vt, parts)}
         warm = outputs(sizes[0])[key]
-        run_ours(g, deltas(warm, 7))          # (first use compiles regexes and fills memos)
-        run_ref(t, deltas(warm, 7))
+        for p in peers:
+            runs[p](deltas(warm, 7))          # (first use compiles regexes and fills memos)
         for ds in delta_sizes:
-            times = {"toolgram": [], "transformers": []}
+            times = {p: [] for p in peers}
             per_delta = {}
             counts = {}
             for n in sizes:
                 text = outputs(n)[key]
                 parts = deltas(text, ds)
-                best = {"toolgram": 1e9, "transformers": 1e9}
+                best = {p: 1e9 for p in peers}
+                readings = {}
                 for _ in range(repeats):
-                    a, ours, n_args = run_ours(g, parts)
-                    b, ref, closes = run_ref(t, parts)
-                    best["toolgram"] = min(best["toolgram"], a)
-                    best["transformers"] = min(best["transformers"], b)
-                mine, theirs = normalize_result(ours), normalize_reference(ref)
-                if mine["calls"] != theirs["calls"]:
-                    raise SystemExit(f"{key}: readings differ: {mine['calls']} vs {theirs['calls']}")
-                for k in best:
-                    times[k].append(best[k])
-                per_delta = {k: best[k] / len(parts) * 1e6 for k in best}
-                counts = {"toolgram": n_args, "transformers": closes}
+                    for p in peers:
+                        elapsed, reading, n_args = runs[p](parts)
+                        best[p] = min(best[p], elapsed)
+                        readings[p] = reading
+                        counts[p] = n_args
+                mine = normalize_result(readings["toolgram"])
+                for p in peers[1:]:
+                    theirs = normalize_reference(readings[p])
+                    if mine["calls"] != theirs["calls"]:
+                        raise SystemExit(f"{key}: readings differ ({p}): {mine['calls']} vs {theirs['calls']}")
+                for p in peers:
+                    times[p].append(best[p])
+                per_delta = {p: best[p] / len(parts) * 1e6 for p in peers}
             growth = {k: (v[-1] / v[0]) ** (1 / max(1, len(v) - 1)) if v[0] > 0 else float("nan")
                       for k, v in times.items()}
             rows.append({"template": key, "delta": ds or "whole", "size": sizes[-1], "us_per_delta": per_delta,
                          "growth_per_doubling": growth, "argument_deltas": counts,
                          "total_ms": {k: v[-1] * 1e3 for k, v in times.items()}})
-            print(f"{key:22} delta {str(ds or 'whole'):5} {sizes[-1]:6} chars: toolgram "
-                  f"{per_delta['toolgram']:8.2f} us/delta (x{growth['toolgram']:.2f}/doubling, "
-                  f"{counts['toolgram']} argument deltas)  transformers {per_delta['transformers']:8.2f} "
-                  f"us/delta (x{growth['transformers']:.2f}/doubling, {counts['transformers']} call event)",
-                  flush=True)
+            print(f"{key:22} delta {str(ds or 'whole'):5} {sizes[-1]:6} chars: " + "  ".join(
+                f"{p} {per_delta[p]:8.2f} us/delta (x{growth[p]:.2f}/doubling, {counts[p]} argument deltas)"
+                for p in peers), flush=True)
     return rows
 
 
 def markdown(rows, sizes, repeats) -> str:
+    peers = list(rows[0]["us_per_delta"])
     out = [f"Output: a short sentence, then one call whose string argument grows to {sizes[-1]:,} characters; "
            f"sizes {', '.join(map(str, sizes))}; best of {repeats}. Times per delta at the largest size; growth "
            "= total time ratio per doubling of the output (2.0x = linear).", "",
-           "| template | delta | toolgram µs/delta | transformers µs/delta | toolgram growth | transformers growth "
-           "| argument deltas toolgram / transformers |", "|---|---|---|---|---|---|---|"]
+           "| template | delta | " + " | ".join(f"{p} µs/delta" for p in peers) + " | "
+           + " | ".join(f"{p} growth" for p in peers) + f" | argument deltas {' / '.join(peers)} |",
+           "|---|---|" + "---|" * (2 * len(peers) + 1)]
     for r in rows:
         u, g, c = r["us_per_delta"], r["growth_per_doubling"], r["argument_deltas"]
-        out.append(f"| {r['template']} | {r['delta']} | {u['toolgram']:.2f} | {u['transformers']:.2f} | "
-                   f"×{g['toolgram']:.2f} | ×{g['transformers']:.2f} | {c['toolgram']} / {c['transformers']} |")
+        out.append(f"| {r['template']} | {r['delta']} | " + " | ".join(f"{u[p]:.2f}" for p in peers) + " | "
+                   + " | ".join(f"×{g[p]:.2f}" for p in peers) + " | " + " / ".join(str(c[p]) for p in peers)
+                   + " |")
     return "\n".join(out) + "\n"
 
 
@@ -146,7 +187,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the measurements to this file")
     a = ap.parse_args(argv)
     ds = [None if d == "whole" else int(d) for d in a.deltas]
-    rows = measure(a.sizes, ds, a.repeats)
+    with_vllm = vllm_available()
+    if not with_vllm:
+        print("vLLM is not importable here: toolgram and transformers only (run in .venv-vllm for all three)",
+              file=sys.stderr)
+    rows = measure(a.sizes, ds, a.repeats, with_vllm)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     if a.markdown:
