@@ -89,8 +89,8 @@ class Grammar:
         the request turned reasoning off.  ``max_reasoning``: cap on reasoning characters.
         ``max_calls``: cap on how often a repetition of calls may repeat.  ``whitespace``: the whitespace the
         model may write, over the grammar's defaults (a dict of some of ``json_spaces``, ``json_indent``,
-        ``separator``; docs/constraints.md); a bad value raises `toolgram.RequestError` naming
-        ``tool_call_whitespace``.
+        ``separator``; docs/constraints.md); a bad value raises `toolgram.ConstraintError` whose ``param``
+        names the field (``tool_call_whitespace.separator``).
         Raises `toolgram.ConstraintError` naming the tool and why.
         """
         return build_constraint(self.compiled, tools, tool_choice, parallel_tool_calls, syntax, tokenizer,

@@ -92,31 +92,36 @@ class Whitespace:
             return spaces
         return f"(?:{spaces}|\\n {{0,{self.json_indent}}})"
 
-    def with_override(self, override, param: str = "tool_call_whitespace") -> "Whitespace":
-        """These values with a request's override (a dict of some of the fields) over them; a bad override is a
-        `RequestError` naming ``param``."""
+    def with_override(self, override) -> "Whitespace":
+        """These values with a request's override over them (a `Whitespace`, or a dict of some of its fields,
+        checked by `parse_whitespace`)."""
         if override is None:
             return self
         if isinstance(override, Whitespace):
             return override
-        if not isinstance(override, dict):
-            raise RequestError(f"{param} must be an object with some of {', '.join(WHITESPACE_FIELDS)}", param)
-        values = dict(self.__dict__)
-        for key, value in override.items():
-            spec = WHITESPACE_FIELDS.get(key)
-            if spec is None:
-                raise RequestError(f"{param}: unknown field {key!r} (fields: {', '.join(WHITESPACE_FIELDS)})",
-                                   f"{param}.{key}")
-            null_ok = "null" in spec["type"]
-            if value is None and null_ok:
-                values[key] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not \
-                    spec["minimum"] <= value <= spec["maximum"]:
-                raise RequestError(f"{param}.{key} must be an integer from {spec['minimum']} to {spec['maximum']}"
-                                   + (" or null" if null_ok else ""), f"{param}.{key}")
-            values[key] = value
-        return Whitespace(**values)
+        return Whitespace(**{**self.__dict__, **parse_whitespace(override)})
+
+
+def parse_whitespace(value, param: str = "tool_call_whitespace") -> dict:
+    """A request's ``tool_call_whitespace`` checked: a dict of some of `Whitespace`'s fields ({} for null).
+    Raises `RequestError` naming ``param`` (and the field)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{param} must be an object with some of {', '.join(WHITESPACE_FIELDS)}", param)
+    for key, field_value in value.items():
+        spec = WHITESPACE_FIELDS.get(key)
+        if spec is None:
+            raise RequestError(f"{param}: unknown field {key!r} (fields: {', '.join(WHITESPACE_FIELDS)})",
+                               f"{param}.{key}")
+        null_ok = "null" in spec["type"]
+        if field_value is None and null_ok:
+            continue
+        if isinstance(field_value, bool) or not isinstance(field_value, int) or \
+                not spec["minimum"] <= field_value <= spec["maximum"]:
+            raise RequestError(f"{param}.{key} must be an integer from {spec['minimum']} to {spec['maximum']}"
+                               + (" or null" if null_ok else ""), f"{param}.{key}")
+    return dict(value)
 
 
 def data_key(data) -> bytes | str:

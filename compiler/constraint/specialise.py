@@ -165,7 +165,7 @@ class Specialiser:
         # the capture regex reads the token stripped: keep the space the token itself may start with
         lead = spec.kind == TEXT or (spec.kind == PATTERN and spec.pattern.match(" ", partial=True) is not None)
         # (one regex: a separate whitespace lexeme would lose against a longer pattern lexeme)
-        return Regex(r"[ \t]{0,2}" + pattern) if lead else Regex(pattern)
+        return Regex(f" {{0,{min(2, self.whitespace.separator)}}}" + pattern) if lead else Regex(pattern)
 
     def _id(self, spec) -> Node:
         if spec.kind == PATTERN:
