@@ -358,6 +358,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         file=lines.file, lark=full, tool_lark=tool_lark, terminals=specs, tables=built,
         call_rule=calls["rule"], region_rule=calls.get("region"), argument_rule=calls.get("argument"),
         policies=policies, reasoning=reasoning, default_reasoning=data.get("reasoning"),
+        whitespace=dict(data.get("whitespace", {})),
         example=data.get("example", ""), corpus=data.get("corpus"), triggers=trig,
         has_reasoning_start=lark_text.PLAIN_START in start_states, rules=rules, rules_problem=rules_problem,
         fingerprint=fingerprint, text_stops={t: tuple(sorted(v, key=lambda x: (-len(x), x))) for t, v in stops.items()})

@@ -177,6 +177,47 @@ def bounded(pattern: str, bound: int = 4) -> str:
     return _unparse(list(P.parse(pattern)), bound)
 
 
+_BLANKS = " \t\n\r\f\v"
+
+
+def _blank_chars(op, arg) -> str | None:
+    """The characters of one regex item that matches one whitespace character (None: anything else)."""
+    if op is C.LITERAL:
+        return chr(arg) if chr(arg) in _BLANKS else None
+    if op is C.CATEGORY:
+        return _BLANKS if arg is C.CATEGORY_SPACE else None
+    if op is C.IN:
+        chars = ""
+        for iop, iarg in arg:
+            got = _blank_chars(iop, iarg) if iop in (C.LITERAL, C.CATEGORY) else None
+            if got is None:
+                return None
+            chars += got
+        return "".join(sorted(set(chars)))
+    return None
+
+
+def whitespace_run(pattern: str) -> tuple[str, int, int | None] | None:
+    """``(characters, fewest, most)`` when the regex is a run of whitespace only (``[ \\t\\r\\n]+``, ``\\s*``,
+    ``\\n``); None otherwise.  ``most`` is None when unbounded."""
+    try:
+        items = list(P.parse(pattern))
+    except Exception:                                   # noqa: BLE001 - not a regex this module reads
+        return None
+    if len(items) != 1:
+        return None
+    op, arg = items[0]
+    if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+        lo, hi, body = arg
+        body = list(body)
+        if len(body) != 1:
+            return None
+        chars = _blank_chars(*body[0])
+        return None if chars is None else (chars, lo, None if hi is C.MAXREPEAT else hi)
+    chars = _blank_chars(op, arg)
+    return None if chars is None else (chars, 1, 1)
+
+
 def render_capture(pattern: str, group: str, value: str) -> str:
     """The regex with its named group ``(?P<group>...)`` replaced by the literal ``value``."""
     start = pattern.find(f"(?P<{group}>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jsonschema
 
 from toolgram.compiler.source import Lines
+from toolgram.request import WHITESPACE_SCHEMA
 from toolgram.runtime.encodings import registry as encodings
 
 ROLES = ["markup", "content", "reasoning", "key", "value"]
@@ -83,6 +84,7 @@ _TOOLS_SCHEMA = {
             },
         },
         "policies": _policies,
+        "whitespace": WHITESPACE_SCHEMA,
         "corpus": {"type": "string"},
     },
 }
@@ -100,6 +102,7 @@ ALIAS_SCHEMA = {
                     "description": "other tools' names for this grammar (Dynamo, vLLM parser names)"},
         "reasoning": {"type": ["string", "null"], "pattern": NAME},
         "alias_of": {"type": "string", "pattern": NAME},
+        "whitespace": WHITESPACE_SCHEMA,
         "corpus": {"type": "string"},
     },
 }

@@ -119,6 +119,7 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     response_format: Optional[ResponseFormat] = None
     chat_template_kwargs: Optional[dict[str, Any]] = None
+    tool_call_whitespace: Any = None        # toolgram's extension: the constraint's whitespace bounds (checked once)
 
 
 class StructuredOutputs(_Model):

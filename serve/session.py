@@ -22,7 +22,7 @@ from typing import AsyncIterator
 
 from toolgram.cache import LRU
 from toolgram.errors import ConstraintError, RequestError
-from toolgram.request import check_schema, parse_request
+from toolgram.request import check_schema, parse_request, parse_whitespace
 from toolgram.serve import chat
 from toolgram.serve.engines.base import EngineConstraint, EngineRequest
 from toolgram.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, new_id
@@ -208,6 +208,7 @@ class ChatSession(_Base):
         try:
             self.request = parse_request(self.tools or None, choice, req.parallel_tool_calls, max_tools=lim.max_tools,
                                          max_schema_depth=lim.max_schema_depth)
+            self.whitespace = parse_whitespace(req.tool_call_whitespace)
         except RequestError as e:
             raise APIError(400, str(e), param=e.param, code=e.code) from None
         # no tools and no tool_choice: a plain chat request
@@ -234,7 +235,7 @@ class ChatSession(_Base):
                         self.request, syntax=engine.syntax,
                         tokenizer=engine.tokenizer if engine.token_markers and engine.syntax == "lark" else None,
                         reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None,
-                        max_reasoning=cfg.max_reasoning)
+                        max_reasoning=cfg.max_reasoning, whitespace=self.whitespace)
                 except ConstraintError as e:
                     raise APIError(400, str(e), param=e.param or "tools", code=e.code or "invalid_tools") from None
                 if self.mode != "none":

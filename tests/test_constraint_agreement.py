@@ -5,8 +5,7 @@ call-free outputs by ``auto`` and ``none``; and every syntax compiles in xgramma
 
 Constraints write one canonical form where the parser tolerates several; corpus outputs in a tolerated
 variant the constraint does not write are skipped here (see docs/constraints.md): arguments given as a JSON
-string, extra keys such as "id" in a call object, JSON indented by more than the 6 blanks a constraint
-allows between tokens, arguments out of schema order, marker text inside a string
+string, extra keys such as "id" in a call object, arguments out of schema order, marker text inside a string
 (special tokens cannot appear in JSON strings), raw control characters inside JSON strings (read leniently,
 written escaped), Python tuples and digit separators.
 """
@@ -37,8 +36,6 @@ def canonical(case, result, tools, g) -> bool:
             return False                                    # a raw control character inside a JSON string
     if re.search(r'"(arguments|parameters)"\s*:\s*"|\[ARGS\]\s*"|"\w*id"\s*:|"\{\\"', case.output):
         return False                                        # arguments as a JSON string, an id key (tool_call_id)
-    if re.search(r"[\[{,:][ \t\r\n]{7,}", case.output):
-        return False                                        # JSON indented deeper than the constraint's 6 blanks
     if re.search(r"=\s*\(|:\s*\(|\d_\d", case.output) and case.grammar in ("pythonic", "lfm2"):
         return False                                        # Python tuples, digit separators
     return True

@@ -4,11 +4,13 @@ streaming parser must turn every output into calls of allowed tools whose argume
 with no text left over after the tool section.  (End-of-sequence gets a small logit bias so that a random
 model stops within the token budget; it does not touch the mask.)"""
 import json
+import re
 
 import jsonschema
 import pytest
 
 import toolgram
+from toolgram.request import Whitespace
 
 from conftest import ALL_CASES
 from constraint_helpers import decoder_for
@@ -47,6 +49,42 @@ def generate(name: str, choice, parallel: bool):
     return g, texts, reasons
 
 
+def _outside_values(text: str, r) -> str:
+    """``text`` with the reasoning and every string argument value (as written: raw, JSON, Python-quoted)
+    replaced by a placeholder: whitespace inside values is the model's data, not the constraint's."""
+    values = [r.reasoning_content or ""]
+    for call in r.tool_calls:
+        todo = [json.loads(call.arguments)]
+        while todo:
+            v = todo.pop()
+            if isinstance(v, dict):
+                todo.extend(v.values())
+            elif isinstance(v, list):
+                todo.extend(v)
+            elif isinstance(v, str):
+                values += [json.dumps(v, ensure_ascii=False), repr(v), v]
+    for v in sorted((v for v in values if re.search(r"[\t\r\n]|  |^ | $", v)), key=len, reverse=True):
+        text = text.replace(v, "\x00")
+    return text
+
+
+def longest_blank_run(g, text: str, r) -> str:
+    runs = re.findall(r"[ \t\r\n]+", _outside_values(text, r))
+    return max(runs, key=len) if runs else ""
+
+
+def blank_runs_within(g, text: str, r) -> bool:
+    """Every whitespace run outside values is spaces and newlines only, within the grammar's bounds
+    (`toolgram.request.Whitespace`): a separator, a space run between JSON tokens or a JSON newline and
+    indentation.  Two runs may meet (at most twice the bound; docs/constraints.md): a grammar's whitespace
+    before a call form of which only some begin with a block's own leading whitespace, and llguidance's JSON
+    lexer, which takes one run of its own before a value when several call forms are still open."""
+    ws = Whitespace(**g.compiled.whitespace)
+    longest = max(ws.separator, ws.json_spaces, 0 if ws.json_indent is None else 1 + ws.json_indent)
+    return all(set(run) <= {" ", "\n"} and len(run) <= 2 * longest
+               for run in re.findall(r"[ \t\r\n]+", _outside_values(text, r)))
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", GRAMMARS)
 def test_random_model_under_constraint(name, mode):
@@ -66,6 +104,7 @@ def test_random_model_under_constraint(name, mode):
             jsonschema.validate(json.loads(call.arguments), SCHEMAS[call.name])
         if mode in ("required", "single", "named"):
             assert not (r.content or "").strip(), where
+            assert blank_runs_within(g, text, r), (where, longest_blank_run(g, text, r))
         if mode in ("single", "named"):
             assert len(r.tool_calls) == 1, where
         if mode == "named":

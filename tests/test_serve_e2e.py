@@ -251,3 +251,26 @@ def test_a_call_cut_by_max_tokens_finishes_with_length(servers):
             seen += 1
             assert r.choices[0].finish_reason == "length"
     assert seen, "no budget cut a started call; pick other budgets"
+
+
+def _blank_runs(arguments: str) -> list:
+    """The whitespace runs of a call's JSON arguments outside its strings."""
+    import re
+    return re.findall(r"[ \t\r\n]+", re.sub(r'"(?:[^"\\]|\\.)*"', '""', arguments))
+
+
+@pytest.mark.parametrize("grammar", ["hermes", "kimi_k2", "harmony"])
+def test_required_calls_keep_the_whitespace_bounds(servers, grammar):
+    """Issue 13 item 6: a random model under a required constraint writes JSON arguments with at most one
+    space between tokens (the grammars' default: no tabs, carriage returns or newlines), over many seeds; a
+    request's tool_call_whitespace overrides it (compact JSON), and a bad one is a 400 naming the field."""
+    c = client(servers[grammar])
+    for seed in range(8):
+        for call in ask(c, tool_choice="required", seed=seed, max_tokens=120).choices[0].message.tool_calls or []:
+            assert all(run == " " for run in _blank_runs(call.function.arguments)), call.function.arguments
+    compact = ask(c, tool_choice="required", seed=3, extra_body={"tool_call_whitespace": {"json_spaces": 0}})
+    for call in compact.choices[0].message.tool_calls:
+        assert not _blank_runs(call.function.arguments), call.function.arguments
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(c, tool_choice="required", extra_body={"tool_call_whitespace": {"separator": 0}})
+    assert e.value.body["param"] == "tool_call_whitespace.separator"

@@ -77,7 +77,8 @@ class Grammar:
 
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
-                   max_reasoning: int | None = None, max_calls: int | None = None) -> Constraint:
+                   max_reasoning: int | None = None, max_calls: int | None = None,
+                   whitespace=None) -> Constraint:
         """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``
         (or a `toolgram.request.ToolRequest`, which carries both and ``parallel_tool_calls``).
 
@@ -86,12 +87,15 @@ class Grammar:
         "xgrammar"`` for xgrammar's compile_lark), "gbnf" (llama.cpp) or "structural_tag" (xgrammar / vLLM).
         ``tokenizer``: markers that are single added tokens are then written as tokens.  ``reasoning=False``:
         the request turned reasoning off.  ``max_reasoning``: cap on reasoning characters.
-        ``max_calls``: cap on how often a repetition of calls may repeat.
+        ``max_calls``: cap on how often a repetition of calls may repeat.  ``whitespace``: the whitespace the
+        model may write, over the grammar's defaults (a dict of some of ``json_spaces``, ``json_indent``,
+        ``separator``; docs/constraints.md); a bad value raises `toolgram.ConstraintError` whose ``param``
+        names the field (``tool_call_whitespace.separator``).
         Raises `toolgram.ConstraintError` naming the tool and why.
         """
         return build_constraint(self.compiled, tools, tool_choice, parallel_tool_calls, syntax, tokenizer,
                                 dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning,
-                                max_calls=max_calls)
+                                max_calls=max_calls, whitespace=whitespace)
 
     def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True, prompt: str | None = None,
               on_truncated: str = "keep", on_unknown_tool: str | None = None) -> ParseResult:

@@ -135,6 +135,8 @@ class CompiledGrammar:
     argument_rule: str | None
     policies: dict
     reasoning: ReasoningSpec | None = None
+    whitespace: dict = field(default_factory=dict)   # the file's ``whitespace:`` (constraint defaults over
+    #                                                  toolgram.request.Whitespace's)
     default_reasoning: str | None = None
     example: str = ""
     alias_of: str | None = None

@@ -61,6 +61,69 @@ class ToolRequest:
         return [t.openai() for t in self.tools] or None
 
 
+# -- whitespace a constraint lets the model write ------------------------------------------------------
+
+WHITESPACE_FIELDS = {
+    "json_spaces": {"type": "integer", "minimum": 0, "maximum": 16,
+                    "description": "at most this many spaces between the tokens of JSON (0: compact JSON)"},
+    "json_indent": {"type": ["integer", "null"], "minimum": 0, "maximum": 64,
+                    "description": "also a newline and at most this many spaces between JSON tokens "
+                                   "(pretty-printed JSON); null: no newlines inside JSON"},
+    "separator": {"type": "integer", "minimum": 1, "maximum": 64,
+                  "description": "the grammar's whitespace terminals (and the padding of typed values): at "
+                                 "most this many spaces and newlines"},
+}
+WHITESPACE_SCHEMA = {"type": "object", "additionalProperties": False, "properties": WHITESPACE_FIELDS}
+
+
+@dataclass(frozen=True)
+class Whitespace:
+    """The whitespace a constraint allows (the parser reads any): a grammar's ``whitespace:`` defaults, with
+    a request's ``tool_call_whitespace`` over them.  Only spaces and newlines are ever allowed."""
+
+    json_spaces: int = 1
+    json_indent: int | None = None
+    separator: int = 1
+
+    def json_pattern(self) -> str:
+        """A regex of one run of whitespace between two JSON tokens (it may be empty)."""
+        spaces = f" {{0,{self.json_spaces}}}" if self.json_spaces else ""
+        if self.json_indent is None:
+            return spaces
+        return f"(?:{spaces}|\\n {{0,{self.json_indent}}})"
+
+    def with_override(self, override) -> "Whitespace":
+        """These values with a request's override over them (a `Whitespace`, or a dict of some of its fields,
+        checked by `parse_whitespace`)."""
+        if override is None:
+            return self
+        if isinstance(override, Whitespace):
+            return override
+        return Whitespace(**{**self.__dict__, **parse_whitespace(override)})
+
+
+def parse_whitespace(value, param: str = "tool_call_whitespace") -> dict:
+    """A request's ``tool_call_whitespace`` checked: a dict of some of `Whitespace`'s fields ({} for null).
+    Raises `RequestError` naming ``param`` (and the field)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{param} must be an object with some of {', '.join(WHITESPACE_FIELDS)}", param)
+    for key, field_value in value.items():
+        spec = WHITESPACE_FIELDS.get(key)
+        if spec is None:
+            raise RequestError(f"{param}: unknown field {key!r} (fields: {', '.join(WHITESPACE_FIELDS)})",
+                               f"{param}.{key}")
+        null_ok = "null" in spec["type"]
+        if field_value is None and null_ok:
+            continue
+        if isinstance(field_value, bool) or not isinstance(field_value, int) or \
+                not spec["minimum"] <= field_value <= spec["maximum"]:
+            raise RequestError(f"{param}.{key} must be an integer from {spec['minimum']} to {spec['maximum']}"
+                               + (" or null" if null_ok else ""), f"{param}.{key}")
+    return dict(value)
+
+
 def data_key(data) -> bytes | str:
     """A cache key for JSON data (a tool list, a tool_choice).
 

@@ -25,7 +25,7 @@ from toolgram.compiler.constraint.tokens import added_tokens
 from toolgram.compiler.constraint.variants import Variants
 from toolgram.errors import ConstraintError
 from toolgram.ir import TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
-from toolgram.request import ToolRequest, data_key, parse_request
+from toolgram.request import ToolRequest, Whitespace, data_key, parse_request
 
 SYNTAXES = ("lark", "gbnf", "structural_tag")
 _CONSTRAINTS = LRU("constraints", 512)
@@ -54,7 +54,8 @@ class Constraint:
 
 
 def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
-                max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False) -> dict:
+                max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False,
+                whitespace: Whitespace | None = None) -> dict:
     """The constraint's rules for a checked request: name -> node, "start" first."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
@@ -62,7 +63,7 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
     mode = request.mode
     out: dict = {}
     spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning,
-                       tokens=tokens)
+                       tokens=tokens, whitespace=whitespace or grammar_whitespace(g))
     # the call rule, and every alternative named after it (``-> call``), is one form of a call
     call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
     calls = []
@@ -114,7 +115,7 @@ def _leading_call_chars(g, rules, out, v, call_rules, spec) -> str:
             return True
         if isinstance(node, Regex):
             body = node.pattern
-            return all(c in " \\trn[]{},0123456789" for c in body)   # a whitespace run: look past it
+            return all(c in " \\trn[]{},0123456789(?:|)" for c in body)   # a whitespace run: look past it
         if isinstance(node, Ref):
             name = node.name
             if name in call_rules:
@@ -152,31 +153,39 @@ def _leading_call_chars(g, rules, out, v, call_rules, spec) -> str:
     return "".join(sorted(c for c in chars if c not in _WS))
 
 
+def grammar_whitespace(g: CompiledGrammar) -> Whitespace:
+    """The whitespace a constraint allows by default for this grammar (its file's ``whitespace:``)."""
+    return Whitespace(**g.whitespace)
+
+
 def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
                      syntax: str = "lark", tokenizer=None, *, dialect: str = "llguidance",
                      reasoning: bool = True, max_reasoning: int | None = None,
-                     max_calls: int | None = None) -> Constraint:
+                     max_calls: int | None = None, whitespace=None) -> Constraint:
     """`Grammar.constraint`.  ``tools``: the request's OpenAI ``tools`` (then ``tool_choice`` and
-    ``parallel_tool_calls`` apply), or a `ToolRequest` already checked.  Results are kept in a bounded LRU."""
+    ``parallel_tool_calls`` apply), or a `ToolRequest` already checked.  ``whitespace``: a request's
+    ``tool_call_whitespace`` (some of `Whitespace`'s fields) over the grammar's defaults.  Results are kept in a
+    bounded LRU."""
     if syntax not in SYNTAXES:
         raise ConstraintError(f"syntax must be one of {', '.join(SYNTAXES)}, not {syntax!r}", "syntax")
     if dialect not in ("llguidance", "xgrammar"):
         raise ConstraintError(f"dialect must be 'llguidance' or 'xgrammar', not {dialect!r}", "dialect")
     if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 1):
         raise ConstraintError("max_calls must be a positive integer", "max_calls")
+    ws = grammar_whitespace(g).with_override(whitespace)
     tokens = added_tokens(tokenizer) if syntax == "lark" else {}
     request = tools if isinstance(tools, ToolRequest) else None
     asked = request.key if request is not None else data_key((tools, tool_choice, parallel_tool_calls))
-    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), reasoning, max_reasoning, max_calls)
+    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), reasoning, max_reasoning, max_calls, ws)
     hit = _CONSTRAINTS.get(key)
     if hit is not None:
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
     rules = build_rules(g, request, reasoning, max_reasoning, max_calls, tokens,
-                        guard_content=syntax == "lark" and dialect == "llguidance")
+                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws)
     if syntax == "lark":
-        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens)
+        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern())
     elif syntax == "gbnf":
         text = emit.to_gbnf(rules)
     else:

@@ -14,8 +14,6 @@ from toolgram.compiler.lark_text import lark_string
 from toolgram.compiler.regexlang import C, Unsupported, char_class, class_of, regex_char, regex_items
 from toolgram.compiler.schema_grammar import json_rules
 
-_XG = {"whitespace_pattern": "[ \\t\\r\\n]{0,6}"}     # JSON spacing as models write it, in bounded runs
-
 
 def _split_tokens(text: str, tokens: dict) -> list:
     """``text`` cut into plain pieces and added-token ids (longest token first)."""
@@ -192,9 +190,13 @@ class _Writer:
 # -- Lark -----------------------------------------------------------------------------------------
 
 class LarkWriter(_Writer):
-    def __init__(self, rules: dict, dialect: str = "llguidance", tokens: dict | None = None):
+    def __init__(self, rules: dict, dialect: str = "llguidance", tokens: dict | None = None,
+                 json_space: str = " ?"):
         super().__init__(rules)
         self.dialect = dialect
+        # llguidance's JSON options: the whitespace between JSON tokens (none at all: compact separators)
+        self.json_options = {"whitespace_pattern": json_space} if json_space else \
+            {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
         self.tokens = tokens or {}
         self.terms: dict = {}
         self._lits: dict[str, str] = {}        # literal -> its text (the same markers recur in every tool)
@@ -227,7 +229,7 @@ class LarkWriter(_Writer):
     def json(self, schema: str, where: str = "tool") -> str:
         data = json.loads(schema)
         if self.dialect == "llguidance":
-            data = {"x-guidance": _XG, **data}
+            data = {"x-guidance": self.json_options, **data}
         return "%json " + json.dumps(data, ensure_ascii=False)
 
     def text(self, n: Text) -> str:
@@ -266,8 +268,9 @@ class LarkWriter(_Writer):
         return name
 
 
-def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None) -> str:
-    w = LarkWriter(rules, dialect, tokens)
+def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None, json_space: str = " ?") -> str:
+    """``json_space``: a regex of one whitespace run between JSON tokens ("": none)."""
+    w = LarkWriter(rules, dialect, tokens, json_space)
     lines = []
     for name in ["start"] + [r for r in rules if r != "start"]:
         lines.append(f"{name}: {w.body(rules[name])}")

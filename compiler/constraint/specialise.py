@@ -8,15 +8,17 @@ request and shared.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from toolgram.errors import ConstraintError
-from toolgram.compiler.regexlang import Unsupported, bounded, regex_char, render_capture, split_at_words
+from toolgram.compiler.regexlang import (Unsupported, bounded, regex_char, render_capture, split_at_words,
+                                         whitespace_run)
 from toolgram.compiler.schema_grammar import SchemaGrammar, join
 from toolgram.ir import (BLOCK, EMPTY, LITERAL, LOOKAHEAD, PATTERN, TEXT, Alt, ArgSpec, CompiledGrammar, Lit, Node,
                          Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq)
-from toolgram.request import Tool
+from toolgram.request import Tool, Whitespace
 from toolgram.runtime import encodings
 from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
@@ -36,7 +38,7 @@ class Specialiser:
     """Builds, for one request, each tool's form of each call rule; new rules go to ``out``."""
 
     def __init__(self, g: CompiledGrammar, rules: dict, out: dict, *, content_ok: bool,
-                 max_reasoning: int | None, tokens: dict | None = None):
+                 max_reasoning: int | None, tokens: dict | None = None, whitespace: Whitespace = Whitespace()):
         self.g = g
         self.rules = rules
         self.specs = g.terminals
@@ -48,9 +50,13 @@ class Specialiser:
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
+        self._blanks: dict = {}
         # the encodings' view of this grammar (`encodings.ConstraintContext`)
         self.grammar = g.name
         self.name_pattern = g.policies["name_pattern"]
+        self.whitespace = whitespace
+        pattern = whitespace.json_pattern()
+        self.json_space = Regex(pattern) if pattern else EMPTY
 
     # -- the encodings' context ----------------------------------------------------------------------
     def stops(self, terminal: str) -> tuple:
@@ -62,6 +68,26 @@ class Specialiser:
                             bare_keys=bare_keys, where=where, prefix=prefix)
         node = gen.value(schema)
         self.out.update(gen.rules)
+        return node
+
+    def blank(self, most: int | None = None, chars: str = " \n", fewest: int = 0) -> Node:
+        """A run of ``fewest`` to ``most`` whitespace characters of ``chars``, at most the request's
+        ``separator`` (the default), at least ``fewest``."""
+        sep = self.whitespace.separator
+        hi = max(fewest, sep if most is None else min(most, sep))
+        chars = "".join(sorted(set(chars)))
+        key = (chars, fewest, hi)
+        node = self._blanks.get(key)
+        if node is None:
+            cls = "".join(regex_char(ord(c)) for c in chars)
+            cls = cls if len(chars) == 1 else f"[{cls}]"
+            if hi == 0:
+                node = EMPTY
+            elif fewest == 0:           # (a lexeme may not match the empty text)
+                node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
+            else:
+                node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
+            self._blanks[key] = node
         return node
 
     # -- leaves --------------------------------------------------------------------------------------
@@ -85,6 +111,11 @@ class Specialiser:
         if spec.kind == LITERAL:
             return alt(*[Lit(x) for x in spec.spellings])
         if spec.kind == PATTERN:
+            run = whitespace_run(spec.source)
+            if run is not None:                   # a separator: spaces and newlines, as many as the request allows
+                chars, lo, hi = run
+                usual = "".join(c for c in chars if c in " \n") or chars
+                return self.blank(hi, usual, lo)
             try:
                 split = split_at_words(spec.source, self._markers())
                 if split is not None:             # a marker inside the pattern: written as the marker
@@ -123,7 +154,8 @@ class Specialiser:
                                       "invalid_tools")
             if spec.kind == TEXT and not any(s[:1].isspace() for s in self.stops(spec.name)):
                 # a name run is stripped: layouts put a newline after it (not where a marker starts with one)
-                return Regex("".join(regex_char(ord(c)) for c in name) + r"[ \t\r\n]{0,2}")
+                most = min(2, self.whitespace.separator)
+                return Regex("".join(regex_char(ord(c)) for c in name) + f"[ \\n]{{0,{most}}}")
             return Lit(name)
         try:
             pattern = bounded(render_capture(spec.name_re.pattern, "name", name))
@@ -133,7 +165,7 @@ class Specialiser:
         # the capture regex reads the token stripped: keep the space the token itself may start with
         lead = spec.kind == TEXT or (spec.kind == PATTERN and spec.pattern.match(" ", partial=True) is not None)
         # (one regex: a separate whitespace lexeme would lose against a longer pattern lexeme)
-        return Regex(r"[ \t]{0,2}" + pattern) if lead else Regex(pattern)
+        return Regex(f" {{0,{min(2, self.whitespace.separator)}}}" + pattern) if lead else Regex(pattern)
 
     def _id(self, spec) -> Node:
         if spec.kind == PATTERN:
@@ -160,7 +192,7 @@ class Specialiser:
             return self._spec(self.rules[node.name], at, stack + (node.name,))
         if t is Seq:
             spec = self._spec
-            return seq(*[x if type(x) is Lit else spec(x, at, stack) for x in node.items])
+            return seq(*one_blank([x if type(x) is Lit else spec(x, at, stack) for x in node.items], self.out))
         if t is Alt:
             spec = self._spec
             return alt(*[x if type(x) is Lit else spec(x, at, stack) for x in node.options])
@@ -308,6 +340,38 @@ class Specialiser:
         if enc.value is None:
             raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold an argument value")
         return enc.value(self, spec, at.arg)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_blank(pattern: str) -> bool:
+    return whitespace_run(pattern) is not None
+
+
+def _starts_with(node: Node, first: Node, rules: dict, depth: int = 0) -> bool:
+    """Whether every text of ``node`` begins with what ``first`` matches (``first`` is its first item)."""
+    if node == first:
+        return True
+    if depth > 8:
+        return False
+    if isinstance(node, Seq):
+        return bool(node.items) and _starts_with(node.items[0], first, rules, depth + 1)
+    if isinstance(node, Alt):
+        return bool(node.options) and all(_starts_with(o, first, rules, depth + 1) for o in node.options)
+    if isinstance(node, Ref) and node.name in rules:
+        return _starts_with(rules[node.name], first, rules, depth + 1)
+    return False
+
+
+def one_blank(items: list, rules: dict) -> list:
+    """``items`` of a sequence without an optional whitespace run that the next item begins with anyway (the
+    grammar's ``WS?`` before a block that reads its own leading whitespace): two runs would double the bound."""
+    out = []
+    for i, x in enumerate(items):
+        if isinstance(x, Rep) and (x.lo, x.hi) == (0, 1) and isinstance(x.item, Regex) and i + 1 < len(items) \
+                and items[i + 1] is not None and _is_blank(x.item.pattern) and _starts_with(items[i + 1], x, rules):
+            continue
+        out.append(x)
+    return out
 
 
 def _regex_part(pattern: str) -> Node:

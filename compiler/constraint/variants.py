@@ -3,6 +3,7 @@ any number (``none`` / a single call / ``required`` / ``auto``), the call rules 
 per-tool call forms.  Other structure is kept as written."""
 from __future__ import annotations
 
+from toolgram.compiler.constraint.specialise import one_blank
 from toolgram.ir import EMPTY, Alt, Json, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, seq
 
 
@@ -71,7 +72,7 @@ class Variants:
         if isinstance(node, Seq):
             items = node.items
             if k in ("zero", "any"):
-                return seq(*[self.restrict(x, k) for x in items])
+                return seq(*one_blank([self.restrict(x, k) for x in items], self.out))
             options = []
             for i, x in enumerate(items):
                 if not self._node_can_call(x):
@@ -81,7 +82,7 @@ class Variants:
                         [self.restrict(y, rest) for y in items[i + 1:]]
                 if any(p is None for p in parts):
                     continue
-                options.append(seq(*parts))
+                options.append(seq(*one_blank(parts, self.out)))
             return alt(*options) if options else None
         if isinstance(node, Rep):
             zero = self.restrict(node.item, "zero")

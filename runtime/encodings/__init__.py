@@ -13,6 +13,6 @@ text          argument values as raw text typed by the tool's schema (text runs,
 A new encoding is a module that calls `registry.register`; nothing else needs editing.
 """
 from toolgram.runtime.encodings import json_args, json_call, literal, text_value  # noqa: F401  (they register)
-from toolgram.runtime.encodings.registry import JSON_WS, ConstraintContext, Encoding, get, names, register
+from toolgram.runtime.encodings.registry import ConstraintContext, Encoding, get, names, register
 
-__all__ = ["JSON_WS", "ConstraintContext", "Encoding", "get", "names", "register"]
+__all__ = ["ConstraintContext", "Encoding", "get", "names", "register"]

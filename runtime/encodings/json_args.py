@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from toolgram.ir import Json, Regex, seq
+from toolgram.ir import Json, seq
 from toolgram.runtime.encodings.json_string import StringJson
 from toolgram.runtime.json_value import ERROR, MORE, JsonValue
-from toolgram.runtime.encodings.registry import JSON_WS, Encoding, register
+from toolgram.runtime.encodings.registry import Encoding, register
 from toolgram.runtime.schema_values import object_schema, with_defs
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -55,12 +55,12 @@ class JsonArgs:
 
 
 def _arguments(ctx, spec, tool):
-    # the block reads leading whitespace as its own
-    return seq(Regex(JSON_WS), Json.of(object_schema(tool.closed), f"tool {tool.name!r}"))
+    # the block reads leading whitespace as its own (a separator before the JSON: "```json\n{")
+    return seq(ctx.blank(), Json.of(object_schema(tool.closed), f"tool {tool.name!r}"))
 
 
 def _value(ctx, spec, arg):
-    return seq(Regex(JSON_WS), Json.of(with_defs(arg.schema, arg.root), arg.where))
+    return seq(ctx.blank(), Json.of(with_defs(arg.schema, arg.root), arg.where))
 
 
 ENCODING = register(Encoding(

@@ -17,7 +17,7 @@ from toolgram.errors import ConstraintError
 from toolgram.ir import Json, Lit, Regex, Rep, alt, seq
 from toolgram.runtime.encodings.json_args import JsonArgs
 from toolgram.runtime.json_value import DONE, ERROR, MORE, JsonValue
-from toolgram.runtime.encodings.registry import JSON_WS, Encoding, register
+from toolgram.runtime.encodings.registry import Encoding, register
 from toolgram.runtime.schema_values import object_schema
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -194,7 +194,7 @@ def _call(ctx, spec, tool):
     if not re.fullmatch(ctx.name_pattern, tool.name):
         # JSON could write any name, but a call the parser refuses would come back as content
         raise ConstraintError(f"tool {tool.name!r}: the name cannot be read back in grammar {ctx.grammar!r}")
-    ws = Regex(JSON_WS)
+    ws = ctx.json_space
     names = spec.options.get("name_keys") or ["name"]
     arg_keys = spec.options.get("arguments_keys") or ["arguments", "parameters"]
     params = object_schema(tool.closed)
@@ -211,7 +211,7 @@ def _call(ctx, spec, tool):
         id_member = seq(ws, Lit(","), ws, alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
                         alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
         both = seq(both, Rep(id_member, 0, 1))
-    return seq(ws, Lit("{"), ws, both, ws, Lit("}"))
+    return seq(ctx.blank(), Lit("{"), ws, both, ws, Lit("}"))     # (what comes before the object: a separator)
 
 
 _KEYS = {"type": "array", "minItems": 1, "items": {"type": "string"}}

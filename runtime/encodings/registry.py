@@ -22,14 +22,16 @@ from typing import Any, Callable, Protocol
 
 from toolgram.errors import GrammarError
 
-JSON_WS = r"[ \t\r\n]{0,6}"       # whitespace a constraint allows around JSON tokens
-
 
 class ConstraintContext(Protocol):
     """What the constraint builder offers an encoding's constraint side."""
 
     grammar: str                  # the grammar's name (for messages)
     name_pattern: str             # the grammar's policies.name_pattern: names the parser reads back
+    json_space: Any               # the node of one whitespace run between JSON tokens (the request's bound)
+
+    def blank(self, most: int | None = None, chars: str = " \n", fewest: int = 0):
+        """A node for a run of whitespace outside JSON: at most ``most`` and the request's ``separator``."""
 
     def stops(self, terminal: str) -> tuple:
         """The markers that end a text terminal, longest first."""

@@ -10,7 +10,7 @@ value (objects and arrays also as Python literals), padded by the whitespace the
 from __future__ import annotations
 
 from toolgram.errors import ConstraintError
-from toolgram.ir import Json, Lit, Regex, Rep, Text, alt, seq
+from toolgram.ir import Json, Lit, Text, alt, seq
 from toolgram.runtime.encodings.literal import PYTHON
 from toolgram.runtime.encodings.registry import Encoding, register
 from toolgram.runtime.schema_values import drop_string, resolve, with_defs
@@ -31,7 +31,7 @@ def _value(ctx, spec, arg):
     non_string = {t for t in types if t != "string"}
     json_sub = with_defs(drop_string(resolve(sub, root)), root) if "string" in types else with_defs(sub, root)
     options = [Json.of(json_sub, arg.where)]
-    pad = Rep(Regex(r"[ \t\r\n]"), 0, 2)         # typed values are read with surrounding whitespace
+    pad = ctx.blank(2)                            # typed values are read with surrounding whitespace
     if non_string & {"object", "array"} and arg.type == "json" and spec.arg_type is None:
         # structured values may also be written as Python literals ({'a': (1, 2)}), which the parser reads
         try:
