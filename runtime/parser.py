@@ -599,9 +599,9 @@ class StreamingParser:
             call.malformed = True
             content = False
         elif (out.in_region and not out.live and self._elem[0] == base and len(out.pending) > self._elem[1]
-              and (base >= len(self._snap) or out.after_call)):
-            # (the first element of a region is one only right after a call: otherwise it decides whether
-            # the region is calls at all, and broken, all of the region is content)
+              and ((base >= len(self._snap) and out.region_calls) or out.after_call)):
+            # (only in a list that already holds a call, or right after one: elsewhere the broken element
+            # decides that the region is no calls at all, and its text goes out as content at once)
             out.element_to_content(self._elem[1])
             content = True
             block = None if block is None else _Block(block.term, block.spec, block.scanner)
