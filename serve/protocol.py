@@ -120,6 +120,9 @@ class ChatCompletionRequest(_Sampling):
     response_format: Optional[ResponseFormat] = None
     chat_template_kwargs: Optional[dict[str, Any]] = None
     tool_call_whitespace: Any = None        # toolgram's extension: the constraint's whitespace bounds (checked once)
+    # toolgram's extensions for the contested cases (docs/grammar-format.md, "Per-parse options")
+    tool_call_on_truncated: Optional[Literal["keep", "content"]] = None
+    tool_call_on_unknown_tool: Optional[Literal["keep", "content"]] = None
 
 
 class StructuredOutputs(_Model):

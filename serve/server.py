@@ -285,7 +285,7 @@ def run(o: Options) -> int:
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather forecast for a city.",
     "parameters": {"type": "object", "properties": {
-        "city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+        "city": {"type": "string", "maxLength": 40}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
         "required": ["city"], "additionalProperties": False}}}
 
 

@@ -211,6 +211,9 @@ class ChatSession(_Base):
             self.whitespace = parse_whitespace(req.tool_call_whitespace)
         except RequestError as e:
             raise APIError(400, str(e), param=e.param, code=e.code) from None
+        if req.tool_call_on_truncated == "content" and req.stream:
+            raise APIError(400, "tool_call_on_truncated=content applies to non-streamed responses: a streamed call's "
+                           "deltas are sent before the output ends", param="tool_call_on_truncated")
         # no tools and no tool_choice: a plain chat request
         self.mode = self.request.mode if (self.tools or choice is not None) else "plain"
         self.single = not req.parallel_tool_calls
@@ -261,8 +264,9 @@ class ChatSession(_Base):
             logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()} or None)
         self.prompt_tokens = len(ids) if ids is not None else 0
         # the rendered prompt decides whether the output starts inside reasoning the template opened
-        self.parser = None if self.json_output else g.stream(self.tools or None, reasoning=self.reasoning,
-                                                             prompt=prompt)
+        self.parser = None if self.json_output else g.stream(
+            self.tools or None, reasoning=self.reasoning, prompt=prompt,
+            on_truncated=req.tool_call_on_truncated or "keep", on_unknown_tool=req.tool_call_on_unknown_tool)
         self.content_parts: list[str] = []
 
     def _check_compiles(self, g) -> None:

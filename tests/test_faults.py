@@ -306,3 +306,38 @@ def test_disconnect_while_queued_never_runs(cpu_server):
     t = time.monotonic()
     r = httpx.post(cpu_server.url + "/completions", json={"model": model, "prompt": "x", "max_tokens": 4}, timeout=30)
     assert r.status_code == 200 and time.monotonic() - t < 5
+
+
+# -- the contested cases as request options (tool_call_on_unknown_tool / tool_call_on_truncated) ------------
+
+def test_contested_case_options_through_the_server(pair):
+    front, _ = pair
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    unknown = 'A.<tool_call>{"name": "g", "arguments": {"x": 1}}</tool_call>'
+    cut = 'B.<tool_call>{"name": "f", "arguments": {"x": "ab'
+
+    def message(text, **options):
+        r = httpx.post(front.url + "/chat/completions", json=ask(_replay(text), tools=tools, **options), timeout=60)
+        assert r.status_code == 200, r.text[:300]
+        return r.json()["choices"][0]["message"]
+
+    kept = message(unknown)
+    assert [c["function"]["name"] for c in kept["tool_calls"]] == ["g"] and kept["content"] == "A."
+    as_content = message(unknown, tool_call_on_unknown_tool="content")
+    assert not as_content.get("tool_calls") and as_content["content"] == unknown
+    c = openai.OpenAI(base_url=front.url, api_key="x", max_retries=0, timeout=60)
+    streamed, calls = _collect_stream(c, dict(ask(_replay(unknown), tools=tools),
+                                              extra_body={"tool_call_on_unknown_tool": "content"}))
+    assert streamed == unknown and not calls          # decided at the name: streaming agrees
+
+    truncated = message(cut)
+    assert truncated["tool_calls"][0]["function"]["arguments"] == '{"x": "ab"}'
+    as_content = message(cut, tool_call_on_truncated="content")
+    assert not as_content.get("tool_calls") and as_content["content"] == cut
+
+    for body, param in [(ask("x", tools=tools, tool_call_on_truncated="content", stream=True), "tool_call_on_truncated"),
+                        (ask("x", tools=tools, tool_call_on_unknown_tool="error"), "tool_call_on_unknown_tool"),
+                        (ask("x", tools=tools, tool_call_on_truncated="drop"), "tool_call_on_truncated")]:
+        r = httpx.post(front.url + "/chat/completions", json=body, timeout=60)
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["error"]["param"] == param
