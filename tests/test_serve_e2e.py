@@ -265,7 +265,7 @@ def test_required_calls_keep_the_whitespace_bounds(servers, grammar):
     space between tokens (the grammars' default: no tabs, carriage returns or newlines), over many seeds; a
     request's tool_call_whitespace overrides it (compact JSON), and a bad one is a 400 naming the field."""
     c = client(servers[grammar])
-    for seed in range(8):
+    for seed in range(4):
         for call in ask(c, tool_choice="required", seed=seed, max_tokens=120).choices[0].message.tool_calls or []:
             assert all(run == " " for run in _blank_runs(call.function.arguments)), call.function.arguments
     compact = ask(c, tool_choice="required", seed=3, extra_body={"tool_call_whitespace": {"json_spaces": 0}})
