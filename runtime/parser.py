@@ -604,7 +604,6 @@ class StreamingParser:
             # decides that the region is no calls at all, and its text goes out as content at once)
             out.element_to_content(self._elem[1])
             content = True
-            block = None if block is None else _Block(block.term, block.spec, block.scanner)
         else:
             return None
         out.recoveries += 1

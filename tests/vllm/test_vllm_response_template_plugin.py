@@ -25,12 +25,12 @@ except Exception as e:                                      # noqa: BLE001 - any
     print("SKIP", __name__, reason, file=sys.stderr)
     pytest.skip(reason, allow_module_level=True)
 
-import jsonschema  # noqa: E402
-import openai  # noqa: E402
 
 import toolgram  # noqa: E402
 from toolgram.serve import demo_model  # noqa: E402
 from toolgram.serve.launch import Server, start_all  # noqa: E402
+
+from served import check_calls, client  # noqa: E402
 
 from response_templates_public import transformers_templates  # noqa: E402
 
@@ -90,17 +90,8 @@ def kw(model_dir):
     return {"max_tokens": 400, "logit_bias": {str(i): 5 for i in favoured}}
 
 
-def client(server):
-    return openai.OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=120)
-
-
 def check(calls, names=None):
-    assert calls, "no tool calls"
-    for c in calls:
-        assert c.id and c.function.name in SCHEMAS
-        jsonschema.validate(json.loads(c.function.arguments), SCHEMAS[c.function.name])
-    if names is not None:
-        assert [c.function.name for c in calls] == names
+    check_calls(calls, SCHEMAS, names)
 
 
 def test_required_and_named_in_the_templates_syntax(server, kw):

@@ -24,12 +24,12 @@ except Exception as e:                                      # noqa: BLE001 - any
     print("SKIP tests/vllm:", reason, file=sys.stderr)
     pytest.skip(reason, allow_module_level=True)
 
-import jsonschema  # noqa: E402
-import openai  # noqa: E402
 
 import toolgram  # noqa: E402
 from toolgram.serve import demo_model  # noqa: E402
 from toolgram.serve.launch import Server, start_all  # noqa: E402
+
+from served import check_calls, client  # noqa: E402
 
 ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1",
        "TOKENIZERS_PARALLELISM": "false"}
@@ -80,10 +80,6 @@ def servers(model_dir, tmp_path_factory):
         s.stop()
 
 
-def client(server):
-    return openai.OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def kw(model_dir):
     """Request options: a random model ends its calls within the budget when end-of-sequence is favoured (a
@@ -94,12 +90,7 @@ def kw(model_dir):
 
 
 def check(calls, names=None):
-    assert calls, "no tool calls"
-    for c in calls:
-        assert c.id and c.function.name in SCHEMAS
-        jsonschema.validate(json.loads(c.function.arguments), SCHEMAS[c.function.name])
-    if names is not None:
-        assert [c.function.name for c in calls] == names
+    check_calls(calls, SCHEMAS, names)
 
 
 def collect(stream):
