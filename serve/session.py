@@ -221,6 +221,16 @@ class ChatSession(_Base):
         self.reasoning = not (kwargs.get("enable_thinking") is False or kwargs.get("thinking") is False)
         self.has_reasoning = g.reasoning is not None
 
+        # the prompt (rendered first: it decides whether the output starts inside reasoning)
+        if cfg.chat_template is None:
+            raise APIError(400, "the model has no chat template; start the server with --chat-template",
+                           param="messages", code="no_chat_template")
+        messages = [m.model_dump(by_alias=True, exclude_none=True) for m in req.messages]
+        tok = cfg.engine.tokenizer
+        special = {"bos_token": getattr(tok, "bos_token", None) or "", "eos_token": getattr(tok, "eos_token", None) or ""}
+        prompt = chat.render(cfg.chat_template, messages, self.tools or None, special=special, kwargs=kwargs)
+        ids = self._encode(prompt)
+
         # the constraint
         grammar = _response_format_grammar(req.response_format, self.cfg.limits.max_schema_depth)
         self.json_output = grammar is not None
@@ -238,7 +248,7 @@ class ChatSession(_Base):
                         self.request, syntax=engine.syntax,
                         tokenizer=engine.tokenizer if engine.token_markers and engine.syntax == "lark" else None,
                         reasoning=self.reasoning, max_calls=cfg.max_calls if self.mode != "none" else None,
-                        max_reasoning=cfg.max_reasoning, whitespace=self.whitespace)
+                        max_reasoning=cfg.max_reasoning, whitespace=self.whitespace, prompt=prompt)
                 except ConstraintError as e:
                     raise APIError(400, str(e), param=e.param or "tools", code=e.code or "invalid_tools") from None
                 if self.mode != "none":
@@ -246,15 +256,6 @@ class ChatSession(_Base):
                 cfg.metrics.constraint_seconds.observe(time.perf_counter() - t0)
                 grammar = EngineConstraint(self.constraint.syntax, self.constraint.text)
 
-        # the prompt
-        if cfg.chat_template is None:
-            raise APIError(400, "the model has no chat template; start the server with --chat-template",
-                           param="messages", code="no_chat_template")
-        messages = [m.model_dump(by_alias=True, exclude_none=True) for m in req.messages]
-        tok = cfg.engine.tokenizer
-        special = {"bos_token": getattr(tok, "bos_token", None) or "", "eos_token": getattr(tok, "eos_token", None) or ""}
-        prompt = chat.render(cfg.chat_template, messages, self.tools or None, special=special, kwargs=kwargs)
-        ids = self._encode(prompt)
         asked = req.max_completion_tokens or req.max_tokens
         self.engine_request = EngineRequest(
             request_id=new_id("req"), prompt=prompt, prompt_ids=ids, grammar=grammar,

@@ -55,10 +55,8 @@ def _strings(value):
 def agreement_cases():
     out = []
     for case in ALL_CASES:
-        if case.prompt is not None:
-            continue                        # a constraint knows the request's reasoning switch, not the prompt
         g = corpus.grammar_for(case)
-        r = g.parse(case.output, case.tools, reasoning=case.reasoning)
+        r = g.parse(case.output, case.tools, reasoning=case.reasoning, prompt=case.prompt)
         if not r.tool_calls or r.recovered or any(c.truncated for c in r.tool_calls):
             continue
         tools = synthesized_tools(case, r)
@@ -80,12 +78,12 @@ def test_call_free_outputs_are_accepted_by_auto_and_none():
     checked = 0
     for case in ALL_CASES:
         g = corpus.grammar_for(case)
-        r = g.parse(case.output, case.tools, reasoning=case.reasoning)
+        r = g.parse(case.output, case.tools, reasoning=case.reasoning, prompt=case.prompt)
         if r.tool_calls or r.recovered or any(t in case.output for t in g.triggers):
             continue
         tok, _ = tokenizer_for(g)
         for choice in ("auto", "none"):
-            c = g.constraint(case.tools or [], choice, tokenizer=tok, reasoning=case.reasoning)
+            c = g.constraint(case.tools or [], choice, tokenizer=tok, reasoning=case.reasoning, prompt=case.prompt)
             assert accepts(g, c.text, case.output) is None, (case.id, choice)
             checked += 1
     assert checked >= 10

@@ -78,7 +78,7 @@ def _vocab(tok, grammar):
 def _run(case, tools, choice, tok):
     g = corpus.grammar_for(case)
     v = _vocab(tok, case.grammar)
-    c = g.constraint(tools, choice, tokenizer=v.added, reasoning=case.reasoning)
+    c = g.constraint(tools, choice, tokenizer=v.added, reasoning=case.reasoning, prompt=case.prompt)
     return check(v, c.text, case.output)
 
 

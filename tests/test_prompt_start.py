@@ -67,3 +67,36 @@ def test_cli_parse_takes_the_prompt(tmp_path):
     without = json.loads(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
     assert (with_prompt["reasoning_content"], with_prompt["content"]) == ("The user wants weather.", "Hi")
     assert without["reasoning_content"] is None
+
+
+def _reasoning_then_calls(g, tool: str, close: str, opened: str, closed: str):
+    """A text that, after a prompt that opened the block, is reasoning then calls only (from ``tool``'s corpus
+    outputs that `required` accepts), and after a prompt that closed it has content; with its tools."""
+    from test_constraint_agreement import AGREEMENT
+    for p in AGREEMENT:
+        case, tools, choice = p.values
+        if case.grammar != tool or choice != "required" or case.prompt is not None:
+            continue
+        for text in (case.output, "plain words" + close + case.output.lstrip()):
+            r = g.parse(text, tools, prompt=opened)
+            if r.reasoning_content and r.tool_calls and not r.content and g.parse(text, tools, prompt=closed).content:
+                return text, tools
+    return None, None
+
+
+@pytest.mark.parametrize("tool,reasoning,data", _pairs())
+def test_the_constraint_starts_where_the_parser_does(tool, reasoning, data):
+    """``constraint(prompt=)`` starts in the state ``stream(prompt=)`` starts in: after a prompt that opened the
+    block, reasoning text then the closer then calls is accepted by `required` (the parser reads reasoning and
+    calls); after a prompt that closed it, the same text is content before the calls, which `required` refuses."""
+    from constraint_helpers import accepts, tokenizer_for
+    close, opener = data["close"], data.get("open")
+    if not opener:
+        pytest.skip(f"{reasoning} has no open marker: no prompt can open its block")
+    g = toolgram.load(tool, reasoning=reasoning)
+    opened, closed = "...assistant" + opener + "\n", "...assistant" + opener + close
+    text, tools = _reasoning_then_calls(g, tool, close, opened, closed)
+    assert text is not None, f"{tool}'s corpus has no calls-only output `required` accepts"
+    tok, _ = tokenizer_for(g)
+    assert accepts(g, g.constraint(tools, "required", tokenizer=tok, prompt=opened).text, text) is None
+    assert accepts(g, g.constraint(tools, "required", tokenizer=tok, prompt=closed).text, text) is not None

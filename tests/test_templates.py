@@ -16,7 +16,6 @@ each such entry is checked to still fail (strict xfail), so the table cannot go 
 """
 from __future__ import annotations
 
-import inspect
 import re
 import json
 
@@ -29,14 +28,6 @@ from toolgram import template_probe as tp
 from toolgram.serve.chat import TemplateError
 
 TABLE = table()
-PROMPT_ITEM = "needs the prompt= parameter of parse/stream (issue 14, item 3): the generation prompt opens " \
-              "reasoning that the reasoning grammar does not start inside"
-PROMPT_CLOSED = "needs the prompt= parameter of parse/stream (issue 14, item 3): the prompt leaves reasoning " \
-                "closed, the model opens a block itself, and reasoning=False reads no block at all"
-CONSTRAINT_PROMPT = "constraint() has no prompt= yet: the prompt's reasoning state differs from the start the " \
-                    "request's reasoning flag gives the constraint (issue 14 item 3 covered parse/stream)"
-NEEDS_PROMPT = {s for s, e in TABLE.items() if e.get("needs_prompt")}
-HAS_PROMPT = "prompt" in inspect.signature(toolgram.Grammar.stream).parameters
 
 
 def source(stem: str) -> str:
@@ -139,18 +130,7 @@ def _model_output(g, r: tp.Rendering):
 
 
 def _parse(g, text, inside, prompt, request):
-    if HAS_PROMPT:
-        return g.parse(text, tools=TOOLS, prompt=prompt), lambda: g.stream(tools=TOOLS, prompt=prompt)
-    spec = g.compiled.reasoning
-    mismatch = spec is not None and (inside and not spec.starts_inside or not inside and spec.starts_inside
-                                     and bool(spec.open) and text.startswith(spec.open))
-    assert not mismatch or request.node.callspec.params["stem"] in NEEDS_PROMPT, \
-        "the start state needs prompt=: record needs_prompt in tests/data/templates.yaml"
-    if spec is not None and inside and not spec.starts_inside:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PROMPT_ITEM))
-    if spec is not None and not inside and spec.starts_inside and spec.open and text.startswith(spec.open):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PROMPT_CLOSED))
-    return g.parse(text, tools=TOOLS, reasoning=inside), lambda: g.stream(tools=TOOLS, reasoning=inside)
+    return g.parse(text, tools=TOOLS, prompt=prompt), lambda: g.stream(tools=TOOLS, prompt=prompt)
 
 
 def _calls(result):
@@ -225,23 +205,13 @@ def test_round_trip_constraints(stem, case, request):
     g, text, inside, *_ = got
     from constraint_helpers import accepts, tokenizer_for
     tok, _ = tokenizer_for(g)
-    # the server builds the constraint with the request's reasoning flag (on: no thinking switch was sent);
-    # where that start state is not the prompt's, only a prompt-aware constraint could accept the text
-    kwargs = {}
-    if "prompt" in inspect.signature(g.constraint).parameters:
-        kwargs["prompt"] = tp.render(source(stem), [{"role": "user", "content": tp.USER}], TOOLS,
-                                     add_generation_prompt=True, special=tp.SPECIAL, kwargs=kwargs_of(TABLE[stem]))
-    elif _starts_inside(g) != inside:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=CONSTRAINT_PROMPT))
+    # the server builds the constraint from the rendered prompt, as the parser starts from it
+    prompt = tp.render(source(stem), [{"role": "user", "content": tp.USER}], TOOLS,
+                       add_generation_prompt=True, special=tp.SPECIAL, kwargs=kwargs_of(TABLE[stem]))
     for choice in ("required", "auto"):
-        c = g.constraint(TOOLS, choice, tokenizer=tok, **kwargs)
+        c = g.constraint(TOOLS, choice, tokenizer=tok, prompt=prompt)
         problem = accepts(g, c.text, text)
         assert problem is None, f"{choice}: {problem} in {text!r}"
-
-
-def _starts_inside(g) -> bool:
-    spec = g.compiled.reasoning
-    return bool(spec and spec.starts_inside)
 
 
 # -- item 4: the generation prompt decides reasoning -----------------------------------------------------
@@ -266,7 +236,7 @@ def _server_flag(kwargs: dict) -> bool:
 
 def _starts_inside_now(g, prompt: str, kwargs: dict) -> bool:
     probe = "probe text 7e1"
-    p = g.stream(prompt=prompt) if HAS_PROMPT else g.stream(reasoning=_server_flag(kwargs))
+    p = g.stream(reasoning=_server_flag(kwargs), prompt=prompt)
     p.feed(probe)
     p.close()
     return (p.result.reasoning_content or "") == probe
@@ -313,9 +283,4 @@ def test_generation_prompt_decides_reasoning(stem, request):
         if got != want:
             wrong.append(f"{kwargs or 'default'}: prompt {'opens' if want else 'leaves closed'} reasoning, "
                          f"the parser starts {'inside' if got else 'outside'}")
-    assert bool(wrong) == bool(e.get("needs_prompt")) or HAS_PROMPT, \
-        f"tests/data/templates.yaml: set needs_prompt for {stem} exactly when its start state is wrong: {wrong}"
-    if wrong and not HAS_PROMPT:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="needs the prompt= parameter of parse/stream "
-                                              "(issue 14, item 3): " + "; ".join(wrong)))
     assert not wrong, wrong

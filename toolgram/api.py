@@ -78,7 +78,7 @@ class Grammar:
     def constraint(self, tools, tool_choice="required", parallel_tool_calls: bool = True, syntax: str = "lark",
                    tokenizer=None, *, dialect: str = "llguidance", reasoning: bool = True,
                    max_reasoning: int | None = None, max_calls: int | None = None,
-                   whitespace=None) -> Constraint:
+                   whitespace=None, prompt: str | None = None) -> Constraint:
         """A decoding constraint in this grammar's own syntax for a request's ``tools`` and ``tool_choice``
         (or a `toolgram.request.ToolRequest`, which carries both and ``parallel_tool_calls``).
 
@@ -90,12 +90,14 @@ class Grammar:
         ``max_calls``: cap on how often a repetition of calls may repeat.  ``whitespace``: the whitespace the
         model may write, over the grammar's defaults (a dict of some of ``json_spaces``, ``json_indent``,
         ``separator``; docs/constraints.md); a bad value raises `toolgram.ConstraintError` whose ``param``
-        names the field (``tool_call_whitespace.separator``).
+        names the field (``tool_call_whitespace.separator``).  ``prompt``: the rendered prompt (or its tail);
+        the output starts where `stream` with the same ``prompt`` starts it (inside a reasoning block the
+        template opened, or in content).
         Raises `toolgram.ConstraintError` naming the tool and why.
         """
         return build_constraint(self.compiled, tools, tool_choice, parallel_tool_calls, syntax, tokenizer,
                                 dialect=dialect, reasoning=reasoning, max_reasoning=max_reasoning,
-                                max_calls=max_calls, whitespace=whitespace)
+                                max_calls=max_calls, whitespace=whitespace, prompt=prompt)
 
     def parse(self, text: str, tools=None, *, new_id=None, reasoning: bool = True, prompt: str | None = None,
               on_truncated: str = "keep", on_unknown_tool: str | None = None) -> ParseResult:

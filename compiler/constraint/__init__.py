@@ -26,6 +26,7 @@ from toolgram.compiler.constraint.variants import Variants
 from toolgram.errors import ConstraintError
 from toolgram.ir import TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
 from toolgram.request import ToolRequest, Whitespace, data_key, parse_request
+from toolgram.runtime.parser import start_state
 
 SYNTAXES = ("lark", "gbnf", "structural_tag")
 _CONSTRAINTS = LRU("constraints", 512)
@@ -55,8 +56,9 @@ class Constraint:
 
 def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
                 max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False,
-                whitespace: Whitespace | None = None) -> dict:
-    """The constraint's rules for a checked request: name -> node, "start" first."""
+                whitespace: Whitespace | None = None, prompt: str | None = None) -> dict:
+    """The constraint's rules for a checked request: name -> node, "start" first.  The output starts where
+    the parser would start it for ``reasoning`` and ``prompt`` (`runtime.parser.start_state`)."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
@@ -83,7 +85,7 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with
         spec.content_guard = _leading_call_chars(g, rules, out, v, call_rules, spec)
-    top = Ref("start" if reasoning or "plain" not in g.tables.start_states else "plain")
+    top = Ref(start_state(g, reasoning, prompt))
     if mode in ("required", "named"):
         start = v.restrict(top, "many" if request.parallel else "one")
     elif mode == "auto" and calls:
@@ -161,7 +163,7 @@ def grammar_whitespace(g: CompiledGrammar) -> Whitespace:
 def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel_tool_calls: bool = True,
                      syntax: str = "lark", tokenizer=None, *, dialect: str = "llguidance",
                      reasoning: bool = True, max_reasoning: int | None = None,
-                     max_calls: int | None = None, whitespace=None) -> Constraint:
+                     max_calls: int | None = None, whitespace=None, prompt: str | None = None) -> Constraint:
     """`Grammar.constraint`.  ``tools``: the request's OpenAI ``tools`` (then ``tool_choice`` and
     ``parallel_tool_calls`` apply), or a `ToolRequest` already checked.  ``whitespace``: a request's
     ``tool_call_whitespace`` (some of `Whitespace`'s fields) over the grammar's defaults.  Results are kept in a
@@ -176,14 +178,15 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
     tokens = added_tokens(tokenizer) if syntax == "lark" else {}
     request = tools if isinstance(tools, ToolRequest) else None
     asked = request.key if request is not None else data_key((tools, tool_choice, parallel_tool_calls))
-    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), reasoning, max_reasoning, max_calls, ws)
+    start = start_state(g, reasoning, prompt)
+    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), start, max_reasoning, max_calls, ws)
     hit = _CONSTRAINTS.get(key)
     if hit is not None:
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
     rules = build_rules(g, request, reasoning, max_reasoning, max_calls, tokens,
-                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws)
+                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws, prompt=prompt)
     if syntax == "lark":
         text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern())
     elif syntax == "gbnf":

@@ -250,7 +250,6 @@ class Specialiser:
         if spec.arg_type is not None:
             if at.arg is not None and at.arg.type not in (spec.arg_type, "any"):
                 return None
-            return Lit(spec.literal)
         return self.leaf(name)
 
     # -- arguments -----------------------------------------------------------------------------------
