@@ -73,6 +73,8 @@ EXPECTED = {
     "deepseek-ai/DeepSeek-V4-Flash-0731": ("deepseek_v4", "deepseek_v4"),
     "nvidia/NVIDIA-Nemotron-Nano-9B-v2": ("nemotron_deci", "nemotron3"),
     "mistralai/Ministral-3-14B-Reasoning-2512": ("mistral", "mistral"),
+    "tencent/Hunyuan-A13B-Instruct": ("hunyuan_a13b", "hunyuan_a13b"),
+    "XHToken/Spark-X2.5-1.7B": ("glm47", "qwen35"),          # enable_thinking opens <think> in its prompt
 }
 
 

@@ -38,6 +38,7 @@ SPECIAL = {
     "mistral": ["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "[THINK]", "[/THINK]", "</s>"],
     "llama3_json": ["<|python_tag|>", "<|eom_id|>", "<|eot_id|>"],
     "harmony": ["<|start|>", "<|channel|>", "<|message|>", "<|call|>", "<|end|>", "<|constrain|>", "<|return|>"],
+    "harmony_llmjp": ["<|start|>", "<|channel|>", "<|message|>", "<|call|>", "<|end|>", "<|constrain|>", "<|return|>"],
     "deepseek_v3": _DS,
     "deepseek_v3_1": _DS + _THINK,
     "deepseek_v3_2": _DS + _THINK,
