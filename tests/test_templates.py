@@ -250,7 +250,8 @@ def _starts_inside(g) -> bool:
 # -- item 4: the generation prompt decides reasoning -----------------------------------------------------
 
 SWITCHES = {"enable_thinking": (False, True), "thinking": (False, True),
-            "reasoning_effort": ("none", "no_think", "minimal", "low", "high")}
+            "reasoning_effort": ("none", "no_think", "minimal", "low", "high"),
+            "thinking_mode": ("enabled", "disabled", "adaptive")}
 
 
 def _settings(text: str) -> list[dict]:
