@@ -315,11 +315,6 @@ class Output:
             return set(), None, None
         return self.schemas.parameter(call.name, key)
 
-    def value_key(self) -> str | None:
-        """The key of the argument whose value is being read."""
-        call = self.call
-        return call.builder.key_ if call is not None and not self.refused else None
-
     def value_end(self) -> None:
         call = self._current()
         if call is not None:
