@@ -103,7 +103,14 @@ def compose(tool_lark: str, reasoning: ReasoningSpec | None, content_terminals: 
         # start states chosen from the rendered prompt (StreamingParser(prompt=...))
         opener = f"{R_OPEN}? " if reasoning.open else ""
         extra.append(f"{INSIDE_START}: {opener}{R_TEXT}? {close} {TOOL_START}")
-        maybe = f"{REASONING_BLOCK}? {TOOL_START}" if reasoning.open and not reasoning.anywhere else TOOL_START
+        # the model may open a block itself, or close an empty one it never opened (a template whose turns
+        # without thinking begin with the closer): a closer at the very start is markup
+        if not reasoning.open:
+            maybe = TOOL_START
+        elif reasoning.anywhere:
+            maybe = f"{R_CLOSE}? {TOOL_START}"
+        else:
+            maybe = f"({REASONING_BLOCK} | {R_CLOSE})? {TOOL_START}"
         extra.append(f"{MAYBE_START}: {maybe}")
         starts += [INSIDE_START, MAYBE_START]
     if declared:

@@ -306,6 +306,15 @@ class Output:
         if call is not None:
             call.builder.value_scanner(scanner)
 
+    def value_schema(self):
+        """``(types, schema, root)`` of the argument whose value is being read (unknown: ``(set(), None, None)``),
+        for a value block that types parts of a structured value itself."""
+        call = self.call
+        key = call.builder.key_ if call is not None and not self.refused else None
+        if key is None:
+            return set(), None, None
+        return self.schemas.parameter(call.name, key)
+
     def value_end(self) -> None:
         call = self._current()
         if call is not None:

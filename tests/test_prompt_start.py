@@ -34,6 +34,9 @@ def test_prompt_decides_the_start(tool, reasoning, data):
         assert (inside.content or "").endswith("after")
         none = g.parse("hello", prompt="...assistant")
         assert (none.content, none.reasoning_content) == ("hello", None)
+        # the prompt opened nothing: a closer at the very start closes an empty block (markup), later it is text
+        bare = g.parse(close + "after" + close, prompt="...assistant")
+        assert (bare.content, bare.reasoning_content) == ("after" + close, None)
     for prompt in (None, "x" + close, "x" + (opener or "")):
         one = g.parse(text, prompt=prompt)
         p = g.stream(prompt=prompt)
