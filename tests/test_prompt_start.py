@@ -78,7 +78,7 @@ def _reasoning_then_calls(g, tool: str, close: str, opened: str, closed: str):
     from test_constraint_agreement import AGREEMENT
     for p in AGREEMENT:
         case, tools, choice = p.values
-        if case.grammar != tool or choice != "required" or case.prompt is not None:
+        if case.grammar != tool or choice != "required":
             continue
         for text in (case.output, "plain words" + close + case.output.lstrip()):
             r = g.parse(text, tools, prompt=opened)
