@@ -128,6 +128,7 @@ class _LazyHeads:
         self._first: dict = {}
         self._nullable: dict = {}
         self._heads: dict = {}
+        self._derivs: dict = {}                  # (id of a compound node, literal) -> (node, its derivative)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
         self.found: set = set()                  # the spelled markers text has been found to stop at
@@ -295,10 +296,16 @@ class _LazyHeads:
                 self.rules[name] = body
             name = self.derived[key]
             return Ref(name) if name else None
+        if t is not Alt and t is not Seq and (t is not Rep or node.hi == 0):
+            return None
+        key = (id(node), lit)                    # a node shared by several rules (a tool's arguments in each
+        hit = self._derivs.get(key)              # call form) has one derivative: rewritten once too
+        if hit is not None:
+            return hit[1]
         if t is Alt:
             options = [d for d in (self.derive(o, lit) for o in node.options) if d is not None]
-            return _alt(*options) if options else None
-        if t is Seq:
+            out = _alt(*options) if options else None
+        elif t is Seq:
             options = []
             items = node.items
             for i, x in enumerate(items):
@@ -307,15 +314,17 @@ class _LazyHeads:
                     options.append(seq(head, *items[i + 1:]))
                 if not self.nullable(x):
                     break
-            return _alt(*options) if options else None
-        if t is Rep and node.hi != 0:
+            out = _alt(*options) if options else None
+        else:
             head = self.derive(node.item, lit)
             if head is None:
-                return None
-            if node.lo == 0 and node.hi is None:
-                return seq(head, node)          # (the same loop: a continuation keeps its identity)
-            return seq(head, Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
-        return None
+                out = None
+            elif node.lo == 0 and node.hi is None:
+                out = seq(head, node)            # (the same loop: a continuation keeps its identity)
+            else:
+                out = seq(head, Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
+        self._derivs[key] = (node, out)          # (holding the node keeps its id from being reused)
+        return out
 
     # -- rewriting -------------------------------------------------------------------------------------
     def rewrite(self, node: Node) -> Node:
