@@ -128,8 +128,11 @@ class _LazyHeads:
         self._first: dict = {}
         self._nullable: dict = {}
         self._heads: dict = {}
+        self._derivs: dict = {}                  # (id of a compound node, literal) -> (node, its derivative)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
+        self.found: set = set()                  # the spelled markers text has been found to stop at
+        self.resplit: list = []                  # rules `split` changed since `lazy_heads` last rewrote them
 
     # -- analysis --------------------------------------------------------------------------------------
     # (node classes have no subclasses: the walks test exact types, cheaper than isinstance chains)
@@ -249,9 +252,25 @@ class _LazyHeads:
                 other = True
             else:
                 found.add(stop)
+        self.found |= found
         return sorted(found), other or self.nullable(nxt)
 
     # -- derivative ------------------------------------------------------------------------------------
+    def split(self, name: str, lit: str) -> bool:
+        """Where rule ``name`` is ``lit`` followed by more items: make it ``lit tail`` with the rest in a rule
+        of its own, which is then the rule's derivative by ``lit`` (the same strings).  The rule, its
+        derivative and their endings then share the tail instead of each copying it (each tool's call after
+        the marker that every call begins with).  False: the rule is not of that shape."""
+        body = self.rules.get(name)
+        if type(body) is not Seq or len(body.items) < 3 or body.items[0] != Lit(lit) or (name, lit) in self.derived:
+            return False
+        tail = f"{name}__after{len(self.derived)}"
+        self.derived[(name, lit)] = tail
+        self.rules[tail] = Seq(body.items[1:])
+        self.rules[name] = Seq((body.items[0], Ref(tail)))
+        self.resplit.append(name)
+        return True
+
     def derive(self, node: Node, lit: str):
         """``node`` after the literal ``lit`` (None: ``node`` cannot start with it)."""
         t = type(node)
@@ -263,6 +282,8 @@ class _LazyHeads:
             return None
         if t is Ref:
             key = (node.name, lit)
+            if key not in self.derived and self.split(node.name, lit):
+                return Ref(self.derived[key])
             if key not in self.derived:
                 name = f"{node.name}__after{len(self.derived)}"
                 self.derived[key] = name
@@ -275,10 +296,16 @@ class _LazyHeads:
                 self.rules[name] = body
             name = self.derived[key]
             return Ref(name) if name else None
+        if t is not Alt and t is not Seq and (t is not Rep or node.hi == 0):
+            return None
+        key = (id(node), lit)                    # a node shared by several rules (a tool's arguments in each
+        hit = self._derivs.get(key)              # call form) has one derivative: rewritten once too
+        if hit is not None:
+            return hit[1]
         if t is Alt:
             options = [d for d in (self.derive(o, lit) for o in node.options) if d is not None]
-            return _alt(*options) if options else None
-        if t is Seq:
+            out = _alt(*options) if options else None
+        elif t is Seq:
             options = []
             items = node.items
             for i, x in enumerate(items):
@@ -287,15 +314,17 @@ class _LazyHeads:
                     options.append(seq(head, *items[i + 1:]))
                 if not self.nullable(x):
                     break
-            return _alt(*options) if options else None
-        if t is Rep and node.hi != 0:
+            out = _alt(*options) if options else None
+        else:
             head = self.derive(node.item, lit)
             if head is None:
-                return None
-            if node.lo == 0 and node.hi is None:
-                return seq(head, node)          # (the same loop: a continuation keeps its identity)
-            return seq(head, Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
-        return None
+                out = None
+            elif node.lo == 0 and node.hi is None:
+                out = seq(head, node)            # (the same loop: a continuation keeps its identity)
+            else:
+                out = seq(head, Rep(node.item, max(0, node.lo - 1), None if node.hi is None else node.hi - 1))
+        self._derivs[key] = (node, out)          # (holding the node keeps its id from being reused)
+        return out
 
     # -- rewriting -------------------------------------------------------------------------------------
     def rewrite(self, node: Node) -> Node:
@@ -388,6 +417,10 @@ class _LazyHeads:
             if key not in self.ended:
                 if node.name not in self.rules:
                     return None
+                body = self.rules[node.name]
+                if type(body) is Seq and len(body.items) > 2 and type(body.items[0]) is Lit and \
+                        body.items[0].text in self.found:
+                    self.split(node.name, body.items[0].text)    # (its derivative will share the ending)
                 name = f"{node.name}__then{len(self.ended)}"
                 self.ended[key] = name
                 self.rules[name] = EMPTY
@@ -441,10 +474,12 @@ class _LazyHeads:
 
 def lazy_heads(rules: dict, tokens: dict) -> dict:
     """Apply `_LazyHeads` to every rule (for Lark output)."""
-    lh = _LazyHeads(dict(rules), tokens)      # (its rules stay as written: derivatives are taken of those)
+    lh = _LazyHeads(dict(rules), tokens)      # (its rules as written, but for `split`: derivatives are of those)
     out: dict = {}
-    while len(out) < len(lh.rules):          # (rules the pass adds are rewritten too)
-        for name in [n for n in lh.rules if n not in out]:
+    while len(out) < len(lh.rules) or lh.resplit:    # (rules the pass adds or splits are rewritten too)
+        names = [n for n in lh.rules if n not in out] + lh.resplit
+        lh.resplit = []
+        for name in names:
             out[name] = lh.rewrite(lh.rules[name])
     return {name: out[name] for name in lh.rules}
 
