@@ -196,7 +196,7 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
 
 
 def recovery(actions: list[dict], gotos: list[dict], rules: list, call_last: set,
-             specs: dict[str, TerminalSpec]) -> Recovery:
+             specs: dict[str, TerminalSpec], call_rule: str | None = None) -> Recovery:
     """Where a broken call ends and where parsing goes on after it (see runtime/parser.py, ``_recover``)."""
     def spellings(terms) -> set:
         return {x for t in terms if t in specs and specs[t].kind == LITERAL for x in specs[t].spellings}
@@ -209,8 +209,10 @@ def recovery(actions: list[dict], gotos: list[dict], rules: list, call_last: set
                 terms |= set(actions[a])
         return spellings(terms)
 
-    origins = [r.origin for r in rules if r.is_call]
-    origins = sorted(set(origins), key=origins.index)
+    # where a state has gotos on several call forms (the call rule and a form aliased to it, such as a call
+    # lacking its end tag), parsing goes on after the call rule itself; the others by name (the order of
+    # ``rules`` follows Lark's state order, which varies with the hash seed)
+    origins = sorted({r.origin for r in rules if r.is_call}, key=lambda o: (o != call_rule, o))
     call_gotos = [next((g[o] for o in origins if o in g), -1) for g in gotos]
     follows = set()
     for target in {t for t in call_gotos if t >= 0}:
@@ -234,9 +236,9 @@ def recovery(actions: list[dict], gotos: list[dict], rules: list, call_last: set
 
 
 def build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error,
-                 call_last=frozenset()) -> Tables:
+                 call_last=frozenset(), call_rule: str | None = None) -> Tables:
     safe = safe_states(actions, specs)
     return Tables(actions=actions, gotos=gotos, rules=rules, default_reduce=default_reductions(actions),
                   lexers=build_lexers(actions, safe, specs, block_first, error),
                   start_states=start_states, end_states=end_states,
-                  recovery=recovery(actions, gotos, rules, call_last, specs))
+                  recovery=recovery(actions, gotos, rules, call_last, specs, call_rule))

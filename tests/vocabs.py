@@ -39,6 +39,9 @@ SPECIAL = {
     "llama3_json": ["<|python_tag|>", "<|eom_id|>", "<|eot_id|>"],
     "harmony": ["<|start|>", "<|channel|>", "<|message|>", "<|call|>", "<|end|>", "<|constrain|>", "<|return|>"],
     "harmony_llmjp": ["<|start|>", "<|channel|>", "<|message|>", "<|call|>", "<|end|>", "<|constrain|>", "<|return|>"],
+    # llama.cpp's Muse Glimmer chat parser lists these as the tokens it preserves
+    "muse_glimmer": ["<|start|>", "<|message|>", "<|eom|>", "<|eot|>", "<atem:function_calls>", "<atem:invoke",
+                     "<atem:parameter", "</atem:parameter>", "</atem:invoke>", "</atem:function_calls>"],
     "deepseek_v3": _DS,
     "deepseek_v3_1": _DS + _THINK,
     "deepseek_v3_2": _DS + _THINK,
