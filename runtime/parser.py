@@ -163,24 +163,25 @@ def _extract(regex, text: str, group: str) -> str | None:
 def start_state(grammar: CompiledGrammar, reasoning: bool = True, prompt: str | None = None) -> str:
     """Where the output starts, as transformers' ``parse_response(prefix=...)`` decides it from the prompt.
 
-    No prompt: the reasoning grammar's own default (``starts_inside``).  With the rendered prompt (or its
-    tail): a prompt ending with the reasoning closer (``<think></think>``, DeepSeek's thinking-off
-    ``</think>``) starts in content; one ending with the opener (``<think>\n``) starts inside reasoning; any
-    other prompt starts in content where the model may still open a block itself.  Whitespace at the end of
-    the prompt is ignored.  ``reasoning=False`` (the request turned thinking off) always starts in content.
+    With the rendered prompt (or its tail): a prompt ending with the reasoning closer (``<think></think>``,
+    DeepSeek's thinking-off ``</think>``) starts in content; one ending with the opener (``<think>\n``) starts
+    inside reasoning, also when the request turned thinking off (templates that ignore the switch still open
+    the block, and the model then thinks); any other prompt starts in content where the model may still open
+    a block itself, unless the request turned reasoning off.  Whitespace at the end of the prompt is ignored.
+    No prompt: ``reasoning=False`` starts in content, else the reasoning grammar's own default
+    (``starts_inside``).
     """
     states = grammar.tables.start_states
-    if not reasoning:
-        return "plain" if "plain" in states else "start"
+    plain = "plain" if "plain" in states else "start"
     spec = grammar.reasoning
     if prompt is None or spec is None or "inside" not in states:
-        return "start"
+        return "start" if reasoning else plain
     tail = prompt.rstrip()
     if spec.close and tail.endswith(spec.close):
         return "plain"
     if spec.open and tail.endswith(spec.open.rstrip()):
         return "inside"
-    return "maybe"
+    return "maybe" if reasoning else plain
 
 
 class StreamingParser:

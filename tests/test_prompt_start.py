@@ -46,10 +46,14 @@ def test_prompt_decides_the_start(tool, reasoning, data):
         assert (p.result.content, p.result.reasoning_content) == (one.content, one.reasoning_content)
 
 
-def test_reasoning_off_wins_over_the_prompt():
+def test_the_prompt_wins_over_reasoning_off():
+    """A template that ignores the thinking switch still opens the block: the model thinks, so the output starts
+    inside; a prompt that opened nothing starts in content with reasoning off."""
     g = toolgram.load("qwen3_coder", reasoning="qwen35")
-    assert start_state(g.compiled, reasoning=False, prompt="<think>\n") == "plain"
-    assert g.parse("x</think>y", reasoning=False, prompt="<think>\n").reasoning_content is None
+    assert start_state(g.compiled, reasoning=False, prompt="<think>\n") == "inside"
+    assert g.parse("x</think>y", reasoning=False, prompt="<think>\n").reasoning_content == "x"
+    assert start_state(g.compiled, reasoning=False, prompt="<|im_start|>assistant\n") == "plain"
+    assert start_state(g.compiled, reasoning=False) == "plain"
 
 
 def test_no_prompt_keeps_the_grammar_default():

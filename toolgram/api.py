@@ -60,7 +60,8 @@ class Grammar:
 
         ``tools``: the request's OpenAI ``tools`` (types XML-ish values, flags unknown names).
         ``new_id``: callable returning ids for calls without a native id (default ``call_<random>``).
-        ``reasoning=False``: the request turned reasoning off, so output does not start inside it.
+        ``reasoning=False``: the request turned reasoning off, so output does not start inside it (unless
+        ``prompt`` shows the template opened the block anyway).
         ``prompt``: the rendered prompt (or its tail); it decides whether the output starts inside reasoning
         (the template opened ``<think>``) or in content (it closed it, or opened nothing).
         ``on_truncated``: ``"keep"`` (default) keeps a call cut off by the end of the output (``truncated``);
