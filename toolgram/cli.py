@@ -73,10 +73,7 @@ def cmd_parse(args) -> int:
             text = f.read()
     else:
         text = sys.stdin.read()
-    prompt = None
-    if args.prompt:
-        with open(args.prompt, encoding="utf-8") as f:
-            prompt = f.read()
+    prompt = _read_prompt(args.prompt)
     if args.stream:
         p = g.stream(tools, reasoning=not args.reasoning_off, prompt=prompt)
         size = max(1, args.chunk)
@@ -92,6 +89,13 @@ def cmd_parse(args) -> int:
         out["segments"] = r.segments
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
+
+
+def _read_prompt(path: str | None) -> str | None:
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def cmd_constraint(args) -> int:
@@ -110,7 +114,8 @@ def cmd_constraint(args) -> int:
             raise GrammarError(f"cannot load tokenizer: {e}", args.tokenizer) from None
     try:
         c = g.constraint(tools, choice, parallel_tool_calls=not args.single, syntax=args.syntax,
-                         tokenizer=tokenizer, dialect=args.dialect, reasoning=not args.reasoning_off)
+                         tokenizer=tokenizer, dialect=args.dialect, reasoning=not args.reasoning_off,
+                         prompt=_read_prompt(args.prompt))
     except ConstraintError as e:
         print(f"toolgram: {e}", file=sys.stderr)
         return 2
@@ -360,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--reasoning", help="compose this reasoning grammar")
     cs.add_argument("--no-reasoning-grammar", action="store_true", help="compose no reasoning grammar")
     cs.add_argument("--reasoning-off", action="store_true", help="the request turned reasoning off")
+    cs.add_argument("--prompt", metavar="FILE",
+                    help="the rendered prompt (or its tail): decides whether the output starts inside reasoning")
     cs.set_defaults(func=cmd_constraint)
 
     k = sub.add_parser("check", help="run grammar corpora", description="Run the corpora of the named grammars "
