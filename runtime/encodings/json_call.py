@@ -6,7 +6,7 @@ JSON string holding one), an id key is picked up, other keys are validated and s
 which keys name the function, the arguments and the id is configured per grammar (``parameters`` for
 ``arguments``...).  A valid object without a name is not a call: the block fails, and the region it was in
 comes back as content.  Its constraint: the name and arguments members (any accepted key spelling, either
-order), the arguments the tool's JSON Schema, and the grammar's id member, if it declares one, in any position.
+order), the arguments the tool's JSON Schema, and the grammar's id member, if it declares one, first or last.
 """
 from __future__ import annotations
 
@@ -207,19 +207,12 @@ def _call(ctx, spec, tool):
         both = alt(both, name_member)
     id_keys = spec.options.get("id_keys") or []
     if id_keys:
-        # the native id the grammar declares (read back as the call's id): optional, before, between or after
-        # the other members (templates write it first or last)
+        # the native id the grammar declares (read back as the call's id): optional, first or last (templates
+        # write it either way; the members between are one shared node)
         id_member = seq(alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
                         alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
         comma = seq(ws, Lit(","), ws)
-        last = Rep(seq(comma, id_member), 0, 1)
-
-        def then(first, second):                  # first, then second with the id after or before it
-            return seq(first, comma, alt(seq(second, last), seq(id_member, comma, second)))
-        with_id = [seq(id_member, comma, both), then(name_member, args_member), then(args_member, name_member)]
-        if spec.options.get("name_only", True) and not params.get("required"):
-            with_id.append(seq(name_member, last))
-        both = alt(*with_id)
+        both = alt(seq(id_member, comma, both), seq(both, Rep(seq(comma, id_member), 0, 1)))
     return seq(ctx.blank(), Lit("{"), ws, both, ws, Lit("}"))     # (what comes before the object: a separator)
 
 
