@@ -122,11 +122,15 @@ class Variants:
         (``(W | X)*`` becomes ``W? (X W?)*``: each run stays within its bound)."""
         blank = self.blank
         if blank is not None and lo == 0:
-            if item == blank:
-                return blank
-            if isinstance(item, Alt) and blank in item.options:
-                others = alt(*[o for o in item.options if o != blank])
-                return seq(blank, Rep(seq(others, blank), 0, hi))
+            options = []
+            for o in item.options if isinstance(item, Alt) else (item,):
+                body = self.out.get(o.name) if isinstance(o, Ref) else None
+                if body == blank or isinstance(body, Alt) and blank in body.options:
+                    o = body                      # a rule holding the whitespace (content or reasoning): inlined
+                options.extend(o.options if isinstance(o, Alt) else (o,))
+            if blank in options:
+                others = [o for o in options if o != blank]
+                return seq(blank, Rep(seq(alt(*others), blank), 0, hi)) if others else blank
         return Rep(item, lo, hi)
 
     def _cap(self, hi):
