@@ -80,7 +80,13 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
         if forms:
             out[f"tg_call__{form}"] = alt(*forms)
             calls.extend(forms)
-    v = Variants(rules, call_rules, out, spec.leaf, max_calls)
+    content = frozenset(n for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content")
+    v = Variants(rules, call_rules, out, spec.leaf, max_calls,
+                 blank=None if spec.content_ok else spec.blank(), content=content)
+    if v.blank is not None and _leading_call_chars(g, rules, out, v, call_rules, spec):
+        # where a call without a marker may open the output, the parser takes leading whitespace as that call's
+        # and reads a marked call after it as content: no whitespace stands for content here
+        v.blank = None
     if guard_content and mode in ("auto", "none"):
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with

@@ -10,12 +10,17 @@ from toolgram.ir import EMPTY, Alt, Json, Lit, Node, Ref, Regex, Rep, Seq, Text,
 class Variants:
     """Restricts rules by call count; the variants it makes are added to ``out`` as ``<rule>__<k>``."""
 
-    def __init__(self, rules: dict, call_rules: list, out: dict, leaf, max_calls: int | None):
+    def __init__(self, rules: dict, call_rules: list, out: dict, leaf, max_calls: int | None,
+                 blank: Node | None = None, content: frozenset = frozenset()):
         self.rules = rules
         self.call_rules = call_rules
         self.out = out
         self.leaf = leaf                  # terminal name -> its node (or None: it cannot appear)
         self.max_calls = max_calls
+        # where content may not be written (required, named): a content terminal stands for one bounded run of
+        # whitespace (``blank``), which the parser reads as whitespace-only content: no call text
+        self.blank = blank
+        self.content = content
         self._can: dict[str, bool] = {}
 
     def _can_call(self, rule: str) -> bool:
@@ -63,6 +68,8 @@ class Variants:
             if k == "one" or k == "many":
                 return None
             tok = self.leaf(node.name)
+            if tok is None and self.blank is not None and node.name in self.content:
+                return self.blank
             return tok
         if isinstance(node, (Lit, Regex, Json, Text)):
             return node if k in ("zero", "any") else None
@@ -89,26 +96,42 @@ class Variants:
             if k == "zero":
                 if zero is None:
                     return EMPTY if node.lo == 0 else None
-                return Rep(zero, node.lo, node.hi)
+                return self._repeat(zero, node.lo, node.hi)
             if k == "any":
                 item = self.restrict(node.item, "any")
                 if item is None:
                     return EMPTY if node.lo == 0 else None
-                return Rep(item, node.lo, self._cap(node.hi) if self._node_can_call(node.item) else node.hi)
+                return self._repeat(item, node.lo, self._cap(node.hi) if self._node_can_call(node.item) else node.hi)
             first = self.restrict(node.item, k if k == "one" else "many")
             if first is None or node.hi == 0:
                 return None
             if k == "one":
                 if zero is None:
                     return first if node.lo <= 1 else None
-                return seq(Rep(zero, 0, None), first, Rep(zero, 0, None))
+                return seq(self._repeat(zero, 0, None), first, self._repeat(zero, 0, None))
             rest = self.restrict(node.item, "any")
-            lead = Rep(zero, 0, None) if zero is not None and node.hi is None else EMPTY
+            lead = self._repeat(zero, 0, None) if zero is not None and node.hi is None else EMPTY
             if rest is None:
                 return seq(lead, first) if node.lo <= 1 else None
             more = self._cap(node.hi)
-            return seq(lead, first, Rep(rest, max(0, node.lo - 1), None if more is None else more - 1))
+            return seq(lead, first, self._repeat(rest, max(0, node.lo - 1), None if more is None else more - 1))
         return None
+
+    def _repeat(self, item: Node, lo: int, hi) -> Node:
+        """``item`` repeated; where it may be the whitespace that stands for content, runs of it do not meet
+        (``(W | X)*`` becomes ``W? (X W?)*``: each run stays within its bound)."""
+        blank = self.blank
+        if blank is not None and lo == 0:
+            options = []
+            for o in item.options if isinstance(item, Alt) else (item,):
+                body = self.out.get(o.name) if isinstance(o, Ref) else None
+                if body == blank or isinstance(body, Alt) and blank in body.options:
+                    o = body                      # a rule holding the whitespace (content or reasoning): inlined
+                options.extend(o.options if isinstance(o, Alt) else (o,))
+            if blank in options:
+                others = [o for o in options if o != blank]
+                return seq(blank, Rep(seq(alt(*others), blank), 0, hi)) if others else blank
+        return Rep(item, lo, hi)
 
     def _cap(self, hi):
         """A repetition of calls bounded by ``max_calls`` (each repetition on its own)."""

@@ -6,7 +6,7 @@ JSON string holding one), an id key is picked up, other keys are validated and s
 which keys name the function, the arguments and the id is configured per grammar (``parameters`` for
 ``arguments``...).  A valid object without a name is not a call: the block fails, and the region it was in
 comes back as content.  Its constraint: the name and arguments members (any accepted key spelling, either
-order), the arguments the tool's JSON Schema.
+order), the arguments the tool's JSON Schema, and the grammar's id member, if it declares one, first or last.
 """
 from __future__ import annotations
 
@@ -207,10 +207,12 @@ def _call(ctx, spec, tool):
         both = alt(both, name_member)
     id_keys = spec.options.get("id_keys") or []
     if id_keys:
-        # the native id the grammar declares (read back as the call's id), after the other members
-        id_member = seq(ws, Lit(","), ws, alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
+        # the native id the grammar declares (read back as the call's id): optional, first or last (templates
+        # write it either way; the members between are one shared node)
+        id_member = seq(alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
                         alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
-        both = seq(both, Rep(id_member, 0, 1))
+        comma = seq(ws, Lit(","), ws)
+        both = alt(seq(id_member, comma, both), seq(both, Rep(seq(comma, id_member), 0, 1)))
     return seq(ctx.blank(), Lit("{"), ws, both, ws, Lit("}"))     # (what comes before the object: a separator)
 
 

@@ -39,10 +39,24 @@ def _value(ctx, spec, arg):
                                             where=arg.where, prefix=arg.slug, quote='"', words=PYTHON["words"]))
         except ConstraintError:
             pass
+    if arg.type == "json":
+        # the parser reads booleans and null by the schema in other spellings too: Python's True / False /
+        # None, which templates that render a value with {{ value }} write
+        options += [Lit(w) for w in _python_words(resolve(sub, root), non_string)]
     typed = seq(pad, alt(*options), pad)
     if "string" in types:
         return alt(typed, Text(exclude=stops, lo=1, hi=None))
     return typed
+
+
+def _python_words(schema, types: set) -> list[str]:
+    """Python's spellings of the booleans and null that ``schema`` allows."""
+    values = [v for v, t in ((True, "boolean"), (False, "boolean"), (None, "null")) if t in types]
+    if isinstance(schema, dict) and "const" in schema:
+        values = [v for v in values if schema["const"] is v]
+    if isinstance(schema, dict) and isinstance(schema.get("enum"), list):
+        values = [v for v in values if any(e is v for e in schema["enum"])]
+    return [repr(v) for v in values]
 
 
 ENCODING = register(Encoding(
