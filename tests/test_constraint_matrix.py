@@ -204,7 +204,7 @@ def test_cli_check_says_accepted_or_where_it_was_refused(tmp_path, capsys):
     assert "accepted prefix: '<tool_call>\\n<function='" in out and "first refused token: 101 'e'" in out
     # --prompt: after a prompt that opened <think>, reasoning text then the call is what the model writes
     thought = tmp_path / "thought.txt"
-    thought.write_text("Paris it is.\n</think>" + good.read_text())
+    thought.write_text("Paris it is.\n</think>\n\n" + good.read_text())
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("<|im_start|>assistant\n<think>\n")
     with_reasoning = ["constraint", "qwen3_coder", "--reasoning", "qwen3", "--tools", str(tools), "--check"]

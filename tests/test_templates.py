@@ -201,7 +201,7 @@ def test_round_trip_constraints(stem, case, request):
     e = TABLE[stem]
     known = e.get("constraint_fails") or {}
     if case in known.get("cases", ()) or known.get("cases") == "all":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=f"{stem}: {known['reason']}"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{stem}: {known['reason']}"))
     got = _round_trip(stem, case, request, strict_skip=False)
     if got is None:
         return
