@@ -186,7 +186,7 @@ def build(o: Options):
             notes["demo"] = ("RANDOM WEIGHTS: a toolgram demo model; its tool calls are well formed by "
                              "construction (constrained decoding), their values are noise")
             max_calls = 3 if max_calls is None else max_calls
-            max_reasoning = 200 if max_reasoning is None else max_reasoning
+            max_reasoning = 64 if max_reasoning is None else max_reasoning
             eos_bias = 4.0 if eos_bias is None else eos_bias
             if template is None:
                 template = demo_model.SERVE_TEMPLATE

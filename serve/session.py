@@ -345,8 +345,8 @@ class ChatSession(_Base):
         r = self.parser.result
         calls = self.tool_calls()
         content = r.content
-        if calls and not (content or "").strip():
-            content = None
+        if calls and not content:
+            content = None                      # (whitespace around calls is kept: streaming sent it too)
         elif content is None:
             content = ""
         msg = {"role": "assistant", "content": content}

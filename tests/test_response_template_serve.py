@@ -77,6 +77,7 @@ def test_served_template_model_says_which_parser_and_why(tmp_path):
                 "type": "object", "properties": {"city": {"type": "string", "maxLength": 8}},
                 "required": ["city"]}}}], "tool_choice": "required"})
         assert r.status_code == 200, r.text
-        calls = r.json()["choices"][0]["message"]["tool_calls"]
+        calls = r.json()["choices"][0]["message"].get("tool_calls")
+        assert calls, json.dumps(r.json())[:1500]
         assert calls and calls[0]["function"]["name"] == "get_weather"
         assert "city" in json.loads(calls[0]["function"]["arguments"])

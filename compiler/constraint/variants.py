@@ -78,6 +78,9 @@ class Variants:
             return alt(*options) if options else None
         if isinstance(node, Seq):
             items = node.items
+            if self.blank is not None and len(items) > 1 and any(
+                    type(x) is Tok and x.name in self.content and self.leaf(x.name) is None for x in items):
+                return None     # content the sequence needs (``CONTENT END?``): whitespace would stand for less
             if k in ("zero", "any"):
                 return seq(*one_blank([self.restrict(x, k) for x in items], self.out))
             options = []
