@@ -88,10 +88,6 @@ def blank_runs_within(g, text: str, r) -> bool:
 # (grammar, mode) -> why a random model's output under the constraint is not yet read back cleanly (issue 13,
 # open); strict: each must keep failing, so the list cannot go stale
 KNOWN = {
-    ("hunyuan_a13b", "required"): "the answer tags are free markup items: a random model repeats them "
-                                  "(<answer><answer>...) and the parser recovers",
-    ("hunyuan_a13b", "single"): "same",
-    ("hunyuan_a13b", "named"): "same",
     ("harmony_llmjp", "single"): "llguidance's lexer gives up (too many expressions) after repeated terminators "
                                  "with their optional spaces",
 }

@@ -109,7 +109,7 @@ class Variants:
             if first is None or node.hi == 0:
                 return None
             if k == "one":
-                if zero is None:
+                if zero is None or node.hi == 1:
                     return first if node.lo <= 1 else None
                 return seq(self._repeat(zero, 0, None), first, self._repeat(zero, 0, None))
             rest = self.restrict(node.item, "any")
