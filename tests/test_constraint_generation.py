@@ -85,19 +85,9 @@ def blank_runs_within(g, text: str, r) -> bool:
                for run in re.findall(r"[ \t\r\n]+", _outside_values(text, r)))
 
 
-# (grammar, mode) -> why a random model's output under the constraint is not yet read back cleanly (issue 13,
-# open); strict: each must keep failing, so the list cannot go stale
-KNOWN = {
-    ("harmony_llmjp", "single"): "llguidance's lexer gives up (too many expressions) after repeated terminators "
-                                 "with their optional spaces",
-}
-
-
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", GRAMMARS)
-def test_random_model_under_constraint(name, mode, request):
-    if (name, mode) in KNOWN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[(name, mode)]))
+def test_random_model_under_constraint(name, mode):
     choice, parallel = MODES[mode]
     g, texts, reasons = generate(name, choice, parallel)
     for text, reason in zip(texts, reasons):
