@@ -80,11 +80,14 @@ class Unsupported(ValueError):
     pass
 
 
+# \s as Python's re reads it in a str pattern (the parser's side): ASCII whitespace and the Unicode spaces
+# (NBSP, the U+2000 block, ...), so that [^\s] in a constraint refuses what the parser's refuses
+_SPACES = " \\t\\n\\r\\f\\v\\x1c\\x1d\\x1e\\x1f\\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _CATS = {
-    C.CATEGORY_DIGIT: "0-9", C.CATEGORY_NOT_DIGIT: None, C.CATEGORY_SPACE: " \\t\\n\\r\\f\\v",
+    C.CATEGORY_DIGIT: "0-9", C.CATEGORY_NOT_DIGIT: None, C.CATEGORY_SPACE: _SPACES,
     C.CATEGORY_NOT_SPACE: None, C.CATEGORY_WORD: "A-Za-z0-9_", C.CATEGORY_NOT_WORD: None,
 }
-_CAT_NEG = {C.CATEGORY_NOT_DIGIT: "0-9", C.CATEGORY_NOT_SPACE: " \\t\\n\\r\\f\\v", C.CATEGORY_NOT_WORD: "A-Za-z0-9_"}
+_CAT_NEG = {C.CATEGORY_NOT_DIGIT: "0-9", C.CATEGORY_NOT_SPACE: _SPACES, C.CATEGORY_NOT_WORD: "A-Za-z0-9_"}
 
 
 def _class_char(code: int) -> str:
