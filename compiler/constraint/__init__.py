@@ -54,11 +54,11 @@ class Constraint:
         return {key: self.text}
 
 
-def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True, max_reasoning: int | None = None,
+def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "start", max_reasoning: int | None = None,
                 max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False,
-                whitespace: Whitespace | None = None, prompt: str | None = None) -> dict:
-    """The constraint's rules for a checked request: name -> node, "start" first.  The output starts where
-    the parser would start it for ``reasoning`` and ``prompt`` (`runtime.parser.start_state`)."""
+                whitespace: Whitespace | None = None) -> dict:
+    """The constraint's rules for a checked request: name -> node, "start" first.  ``start_rule``: the rule
+    the output begins in (`runtime.parser.start_state` of the request's reasoning switch and prompt)."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
@@ -91,7 +91,7 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, reasoning: bool = True
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with
         spec.content_guard = _leading_call_chars(g, rules, out, v, call_rules, spec)
-    top = Ref(start_state(g, reasoning, prompt))
+    top = Ref(start_rule)
     if mode in ("required", "named"):
         start = v.restrict(top, "many" if request.parallel else "one")
     elif mode == "auto" and calls:
@@ -191,8 +191,8 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
-    rules = build_rules(g, request, reasoning, max_reasoning, max_calls, tokens,
-                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws, prompt=prompt)
+    rules = build_rules(g, request, start, max_reasoning, max_calls, tokens,
+                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws)
     if syntax == "lark":
         text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern())
     elif syntax == "gbnf":
