@@ -175,21 +175,42 @@ class Ref(Node):
     name: str
 
 
+class _Compound(Node):
+    """A node with children.  Its hash is kept once computed: nodes are immutable, and a deep node's hash would
+    otherwise walk its whole tree each time (`alt` removes duplicate options by value).  The kept hash is not
+    pickled (string hashes differ between processes)."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = self.__dict__["_hash"] = hash((type(self), *self.__getstate__().values()))
+            return h
+
+    def __getstate__(self) -> dict:
+        return {f: self.__dict__[f] for f in self.__dataclass_fields__}
+
+
 @dataclass(frozen=True)
-class Seq(Node):
+class Seq(_Compound):
     items: tuple
+    __hash__ = _Compound.__hash__           # (a class's own __hash__: dataclass keeps it)
 
 
 @dataclass(frozen=True)
-class Alt(Node):
+class Alt(_Compound):
     options: tuple
+    __hash__ = _Compound.__hash__
 
 
 @dataclass(frozen=True)
-class Rep(Node):
+class Rep(_Compound):
     item: Node
     lo: int
     hi: int | None          # None: unbounded
+    __hash__ = _Compound.__hash__
 
 
 @dataclass(frozen=True)

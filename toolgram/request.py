@@ -213,16 +213,22 @@ def _choice(choice, tools: tuple) -> tuple[str, str | None]:
     raise RequestError(f"invalid tool_choice {choice!r}", "tool_choice")
 
 
+# keywords that describe a value without constraining it
+_ANNOTATIONS = frozenset({"description", "title", "examples", "$comment", "deprecated", "readOnly", "writeOnly"})
+
+
 def closed_objects(schema, depth: int = 0):
-    """The schema with ``additionalProperties: false`` on objects that list properties and say nothing
-    else: a constrained model writes the parameters the tool declares, not invented ones."""
+    """The schema a constraint writes: ``additionalProperties: false`` on objects that list properties and say
+    nothing else (a constrained model writes the parameters the tool declares, not invented ones), and no
+    annotations (parameters that differ only in their descriptions then share one value in the constraint)."""
     if depth > 64:
         return schema
     if isinstance(schema, list):
         return [closed_objects(s, depth + 1) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: closed_objects(v, depth + 1) if k in _SUBSCHEMA_KEYS else v for k, v in schema.items()}
+    out = {k: closed_objects(v, depth + 1) if k in _SUBSCHEMA_KEYS else v for k, v in schema.items()
+           if k not in _ANNOTATIONS}
     if isinstance(out.get("properties"), dict):
         out["properties"] = {k: closed_objects(v, depth + 1) for k, v in out["properties"].items()}
         out.setdefault("additionalProperties", False)

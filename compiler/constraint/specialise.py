@@ -9,6 +9,7 @@ request and shared.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ class Specialiser:
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
         self._blanks: dict = {}
+        self._values: dict = {}                   # (terminal, value schema...) -> the value node
+        self._fixed: dict = {}                    # id of a grammar node -> (node, its form for every tool) or
+        #                                           (node, None) when its form depends on the tool or argument
         # the encodings' view of this grammar (`encodings.ConstraintContext`)
         self.grammar = g.name
         self.name_pattern = g.policies["name_pattern"]
@@ -181,6 +185,16 @@ class Specialiser:
         t = type(node)                           # (node classes have no subclasses: exact type tests)
         if t is Lit:
             return node
+        if t is Seq or t is Alt or t is Rep:
+            hit = self._fixed.get(id(node))
+            if hit is None:
+                fixed = self._tool_free(node, stack)
+                hit = self._fixed[id(node)] = (node, self._spec_walk(node, at, stack) if fixed else None)
+                if fixed:
+                    return hit[1]
+            elif hit[1] is not None:
+                return hit[1]
+            return self._spec_walk(node, at, stack)
         if t is Tok:
             return self._tok(node.name, at)
         if t is Ref:
@@ -190,6 +204,28 @@ class Specialiser:
             if node.name in stack:
                 raise ConstraintError(f"grammar {self.g.name}: recursive rule {node.name} inside a call")
             return self._spec(self.rules[node.name], at, stack + (node.name,))
+        return node
+
+    def _tool_free(self, node: Node, stack) -> bool:
+        """Whether ``node``'s form is the same for every tool and argument (markers, patterns, free text)."""
+        t = type(node)
+        if t is Tok:
+            spec = self.specs[node.name]
+            return not (spec.takes_name or spec.kind == BLOCK or spec.takes_id or spec.role in ("key", "value")
+                        or spec.arg_type is not None)
+        if t is Ref:
+            return node.name != self.argument and node.name not in stack and \
+                self._tool_free(self.rules[node.name], stack + (node.name,))
+        if t is Seq:
+            return all(self._tool_free(x, stack) for x in node.items)
+        if t is Alt:
+            return all(self._tool_free(x, stack) for x in node.options)
+        if t is Rep:
+            return self._tool_free(node.item, stack)
+        return True
+
+    def _spec_walk(self, node: Node, at: _At, stack) -> Node | None:
+        t = type(node)
         if t is Seq:
             spec = self._spec
             return seq(*one_blank([x if type(x) is Lit else spec(x, at, stack) for x in node.items], self.out))
@@ -335,10 +371,20 @@ class Specialiser:
     def _value(self, spec, at: _At) -> Node:
         if at.arg is None:
             raise ConstraintError(f"grammar {self.g.name}: value terminal {spec.name} outside an argument")
+        arg = at.arg
+        # parameters with the same schema (a tool set's many plain strings) share one value node: built once,
+        # written once
+        schema = json.dumps(arg.schema, sort_keys=True)
+        defs = json.dumps([arg.root.get("$defs"), arg.root.get("definitions")], sort_keys=True) \
+            if "$ref" in schema else ""
         enc = encodings.get(spec.block if spec.kind == BLOCK else "text")
         if enc.value is None:
             raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold an argument value")
-        return enc.value(self, spec, at.arg)
+        key = (spec.name, arg.type, arg.types, schema, defs, arg.key if enc.value_names_key else None)
+        hit = self._values.get(key)
+        if hit is None:
+            hit = self._values[key] = enc.value(self, spec, arg)
+        return hit
 
 
 @functools.lru_cache(maxsize=256)

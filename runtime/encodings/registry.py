@@ -10,7 +10,8 @@ An encoding is one module that declares, in one `Encoding` value registered here
   ``feed(buf, pos, eof) -> (pos, MORE | DONE | ERROR)``, reporting to the parser's output;
 * its constraint side: ``arguments(ctx, spec, tool)`` (a call's whole arguments, or a whole call when
   ``finds_name``) and/or ``value(ctx, spec, arg)`` (one argument value typed by its schema), returning
-  constraint-IR nodes (`toolgram.ir`).  ``ctx`` is the constraint builder's `ConstraintContext`.
+  constraint-IR nodes (`toolgram.ir`).  ``ctx`` is the constraint builder's `ConstraintContext`.  Arguments
+  with equal schemas share one ``value`` node, unless ``value_names_key`` (the value also writes the key).
 
 An encoding without ``scanner`` types text runs the state lexer reads (``text: true, role: value``).
 Modules here import only toolgram.ir, toolgram.errors and each other: never the compiler.
@@ -52,6 +53,7 @@ class Encoding:
     arguments: "Callable | None" = None
     value: "Callable | None" = None
     finds_name: bool = False
+    value_names_key: bool = False     # ``value`` writes the argument's key too: not shared by equal schemas
 
 
 _REGISTRY: dict[str, Encoding] = {}

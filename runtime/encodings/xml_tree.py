@@ -386,4 +386,5 @@ ENCODING = register(Encoding(
     first=lambda prepared: None,
     scanner=_scanner,
     value=_value,
+    value_names_key=True,
 ))
