@@ -12,7 +12,7 @@ from __future__ import annotations
 from toolgram.cache import LRU
 from toolgram.ir import BLOCK, LITERAL, LOOKAHEAD, TEXT, Alt, CompiledGrammar, Lit, Ref, Rep, Seq, Tok
 
-_POINTS = LRU("literal cut points", 128)
+_POINTS = LRU("literal_cut_points", 128)   # grammar fingerprint -> its cut literals
 
 
 def cut_literals(g: CompiledGrammar) -> frozenset:
