@@ -31,9 +31,6 @@ KNOWN = {
 # (case id prefix, tokenization) -> why some of these are refused (xfail when refused, pass otherwise)
 KNOWN_PREFIX = {
     ("deepseek_v3:", "bytes+special"): "a fenced JSON block then the call-end special token (issue 13, open)",
-    ("harmony:output continues the header the prompt opened", "bytes+special"):
-        "a content type right after a header the prompt opened (issue 13, open)",
-    ("harmony:", "bytes"): "harmony headers spelled byte by byte (issue 13 item 1, open for harmony)",
     # issue 14 reads a bare list after leading whitespace as calls; the auto constraint's guard against marker-free
     # calls in content (issue 13 item 3) does not yet offer the whitespace-led list as a call
     ("mistral:Mistral 7B v0.3 decoded with skip_special_tokens, a space then the bare list", "bytes"):
@@ -134,6 +131,44 @@ def test_a_marker_inside_a_pattern_is_written_as_its_token():
     out = ('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>')
     assert g.parse(out, tools).tool_calls[0].name == "get_weather"
     assert check(v, c.text, out) is None
+
+
+def test_a_literal_that_begins_with_another_is_written_in_parts():
+    """A lexer that read on from ``ab`` into ``abcd`` cannot end ``ab`` when ``cx`` follows: a literal is cut
+    where another literal of the grammar ends, unless the rest would begin another literal."""
+    from toolgram.compiler.constraint import emit
+    from toolgram.ir import Alt, Lit, Seq
+    v = byte_vocab(None, False)
+    rules = {"start": Alt((Seq((Lit("ab"), Lit("cx"))), Lit("abcd")))}
+    assert check(v, emit.to_lark(rules), "abcx") is not None           # uncut: refused at "x"
+    text = emit.to_lark(rules, cut_at=emit.literal_pieces(["ab", "abcd", "cx"], {}))
+    assert '"ab" "cd"' in text
+    for out in ("abcx", "abcd"):
+        assert check(v, text, out) is None
+    # the rest "cd" would begin "cdx" (and meet the same conflict): no cut
+    assert '"abcd"' in emit.to_lark(rules, cut_at=emit.literal_pieces(["ab", "abcd", "cdx"], {}))
+
+
+@pytest.mark.parametrize("name", ["harmony", "harmony_llmjp"])
+@pytest.mark.parametrize("tok", ["bytes", "bytes+special"])
+def test_harmony_headers_in_every_spelling(name, tok):
+    """Issue 13: role/channel headers and content types, with the markers spelled or as special tokens, are
+    accepted where the parser reads a call (the call trigger begins with the channel marker and the channel
+    name that also come alone)."""
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = _vocab(tok, name)
+    c = g.constraint(tools, "auto", tokenizer=v.added)
+    args = '{"city": "Paris"}'
+    call = f"<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{args}<|call|>"
+    for out in (f"<|channel|>commentary to=functions.get_weather json<|message|>{args}<|call|>",
+                f"<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{args}<|call|>",
+                f" to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{args}<|call|>",
+                f"<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>commentary json<|message|>"
+                f"Checking.<|end|><|start|>assistant{call}"):
+        assert [t.name for t in g.parse(out, tools).tool_calls] == ["get_weather"], out
+        assert check(v, c.text, out) is None, out
 
 
 def test_what_the_parser_reads_the_constraint_allows():

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from toolgram.cache import LRU
 from toolgram.compiler.constraint import emit, passes
+from toolgram.compiler.constraint.cuts import cut_literals
 from toolgram.compiler.constraint.specialise import Specialiser
 from toolgram.compiler.constraint.tokens import added_tokens
 from toolgram.compiler.constraint.variants import Variants
@@ -194,7 +195,8 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
     rules = build_rules(g, request, start, max_reasoning, max_calls, tokens,
                         guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws)
     if syntax == "lark":
-        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern())
+        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern(),
+                            cut_at=emit.literal_pieces(cut_literals(g), tokens))
     elif syntax == "gbnf":
         text = emit.to_gbnf(rules)
     else:

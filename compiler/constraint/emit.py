@@ -38,6 +38,13 @@ def _split_tokens(text: str, tokens: dict) -> list:
     return out
 
 
+def literal_pieces(literals, tokens: dict) -> frozenset:
+    """The spelled pieces (between added tokens) of ``literals`` (`cuts.cut_literals`), but one character or
+    blanks (cutting at those would split most literals): the cut points of `LarkWriter._cut`."""
+    return frozenset(p for x in literals for p in _split_tokens(x, tokens)
+                     if isinstance(p, str) and len(p) > 1 and not p.isspace())
+
+
 def _regex_text(pattern: str) -> str:
     return "/" + pattern.replace("/", "\\/") + "/"
 
@@ -191,7 +198,7 @@ class _Writer:
 
 class LarkWriter(_Writer):
     def __init__(self, rules: dict, dialect: str = "llguidance", tokens: dict | None = None,
-                 json_space: str = " ?"):
+                 json_space: str = " ?", cut_at: frozenset = frozenset()):
         super().__init__(rules)
         self.dialect = dialect
         # llguidance's JSON options: the whitespace between JSON tokens (none at all: compact separators)
@@ -200,6 +207,10 @@ class LarkWriter(_Writer):
         self.tokens = tokens or {}
         self.terms: dict = {}
         self._lits: dict[str, str] = {}        # literal -> its text (the same markers recur in every tool)
+        # llguidance's lexer takes the longest lexeme and never gives bytes back: the literal pieces at whose
+        # ends a longer literal is cut (see `_cut`)
+        self.pieces = cut_at if dialect == "llguidance" else frozenset()
+        self._cuts: dict[str, list] = {}
 
     def empty(self) -> str:
         return ""
@@ -217,11 +228,27 @@ class LarkWriter(_Writer):
         return out
 
     def _lit(self, text: str) -> str:
-        pieces = _split_tokens(text, self.tokens)
+        pieces = []
+        for p in _split_tokens(text, self.tokens):
+            pieces.extend(self._cut(p) if isinstance(p, str) and self.pieces else (p,))
         out = [f"<[{p}]>" if isinstance(p, int) else lark_string(p) for p in pieces]
         if not out:
             return ""
         return out[0] if len(out) == 1 else "(" + " ".join(out) + ")"
+
+    def _cut(self, text: str) -> list:
+        """``text`` cut after the longest cut point (`cuts.cut_literals`) it starts with, and so on (each part
+        cut the same way): where ``"<|channel|>"`` and ``"<|channel|>commentary to=functions."`` may both come
+        next, a lexer that read the second's ``commentary`` could not go back to end the first, so the second
+        is written ``"<|channel|>" "commentary" " to=functions."`` (the same strings).  No cut leaves a rest
+        that begins another cut point (the new lexeme would meet the same conflict)."""
+        out = self._cuts.get(text)
+        if out is None:
+            pieces = self.pieces
+            k = next((k for k in range(len(text) - 1, 0, -1) if text[:k] in pieces and
+                      not any(p != text[k:] and p.startswith(text[k:]) for p in pieces)), 0)
+            out = self._cuts[text] = self._cut(text[:k]) + self._cut(text[k:]) if k else [text]
+        return out
 
     def regex(self, pattern: str) -> str:
         return _regex_text(pattern)
@@ -268,9 +295,11 @@ class LarkWriter(_Writer):
         return name
 
 
-def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None, json_space: str = " ?") -> str:
-    """``json_space``: a regex of one whitespace run between JSON tokens ("": none)."""
-    w = LarkWriter(rules, dialect, tokens, json_space)
+def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None, json_space: str = " ?",
+            cut_at: frozenset = frozenset()) -> str:
+    """``json_space``: a regex of one whitespace run between JSON tokens ("": none).  ``cut_at``: the literal
+    pieces (`literal_pieces`) at which a longer literal is written in parts."""
+    w = LarkWriter(rules, dialect, tokens, json_space, cut_at)
     lines = []
     for name in ["start"] + [r for r in rules if r != "start"]:
         lines.append(f"{name}: {w.body(rules[name])}")
