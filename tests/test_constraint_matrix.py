@@ -23,11 +23,7 @@ from test_constraint_agreement import AGREEMENT
 from vocabs import REAL, byte_vocab, marker_vocab, real_vocab
 
 # (case id, tokenization) -> why it is still refused: these must keep failing (the list cannot go stale)
-KNOWN = {
-    ("deepseek_v3_2:missing parameter end tag ends the value at the next parameter", "bytes"):
-        "a value ended by the next parameter marker, then a closer: the lazy lexeme stops at the first marker",
-    ("deepseek_v3_2:missing parameter end tag ends the value at the next parameter", "bytes+special"): "same",
-}
+KNOWN: dict = {}
 # (case id prefix, tokenization) -> why some of these are refused (xfail when refused, pass otherwise)
 KNOWN_PREFIX = {
     ("deepseek_v3:", "bytes+special"): "a fenced JSON block then the call-end special token (issue 13, open)",

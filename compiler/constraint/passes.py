@@ -131,6 +131,7 @@ class _LazyHeads:
         self._derivs: dict = {}                  # (id of a compound node, literal) -> (node, its derivative)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
+        self.loops: dict = {}                    # id of a loop -> (it, its right-recursive rule or None)
         self.found: set = set()                  # the spelled markers text has been found to stop at
         self.resplit: list = []                  # rules `split` changed since `lazy_heads` last rewrote them
 
@@ -352,12 +353,32 @@ class _LazyHeads:
             options = [rewrite(x) if type(x) in _COMPOUND else x for x in node.options]
             new = node if _same(options, node.options) else _alt(*options)
         else:
-            item = node.item
-            if type(item) in _COMPOUND:
-                item = self.rewrite(item)
-            new = node if item is node.item else Rep(item, node.lo, node.hi)
+            new = self.loop(node)
+            if new is None:
+                item = node.item
+                if type(item) in _COMPOUND:
+                    item = self.rewrite(item)
+                new = node if item is node.item else Rep(item, node.lo, node.hi)
         done[id(node)] = (node, new)             # (holding the node keeps its id from being reused)
         return new
+
+    def loop(self, node: Rep):
+        """``X*`` where text may end X and X may start with a spelled marker that text excludes (a value left
+        open, ended by the next key's marker): the rule ``L: X L | ε``, so that each iteration is followed by
+        the next in one sequence and its text ends lazily at the next one's marker (None: not such a loop)."""
+        if node.hi is not None:
+            return None
+        hit = self.loops.get(id(node))
+        if hit is not None:
+            return hit[1]
+        excluded = self.tails(node.item)
+        name = None
+        if excluded and self.stops(excluded, node.item)[0]:
+            name = f"tg__loop{len(self.loops)}"
+            self.rules[name] = alt(seq(node.item, Ref(name)), EMPTY)
+        out = None if name is None else seq(*[node.item] * node.lo, Ref(name))
+        self.loops[id(node)] = (node, out)       # (holding the node keeps its id from being reused)
+        return out
 
     def _head(self, x: Node) -> tuple:
         """(``x`` as optional free text or None, the markers excluded by text that may end it), kept per node:
@@ -449,6 +470,9 @@ class _LazyHeads:
                     break
             return _alt(*options) if options else None
         if isinstance(node, Rep) and node.hi != 0:
+            loop = self.loop(node)
+            if loop is not None:                 # (its last iteration may follow one ended at its marker)
+                return self.ending(loop, m)
             e = self.ending(node.item, m)
             if e is None:
                 return None
