@@ -23,14 +23,9 @@ from test_constraint_agreement import AGREEMENT
 from vocabs import REAL, byte_vocab, marker_vocab, real_vocab
 
 # (case id, tokenization) -> why it is still refused: these must keep failing (the list cannot go stale)
-KNOWN = {
-    ("deepseek_v3_2:missing parameter end tag ends the value at the next parameter", "bytes"):
-        "a value ended by the next parameter marker, then a closer: the lazy lexeme stops at the first marker",
-    ("deepseek_v3_2:missing parameter end tag ends the value at the next parameter", "bytes+special"): "same",
-}
+KNOWN: dict = {}
 # (case id prefix, tokenization) -> why some of these are refused (xfail when refused, pass otherwise)
 KNOWN_PREFIX = {
-    ("deepseek_v3:", "bytes+special"): "a fenced JSON block then the call-end special token (issue 13, open)",
     # issue 14 reads a bare list after leading whitespace as calls; the auto constraint's guard against marker-free
     # calls in content (issue 13 item 3) does not yet offer the whitespace-led list as a call
     ("mistral:Mistral 7B v0.3 decoded with skip_special_tokens, a space then the bare list", "bytes"):
@@ -265,3 +260,34 @@ def test_a_call_without_a_marker_is_not_free_content_in_auto(name, out):
         c = g.constraint(tools, mode, tokenizer=v.added)
         assert check(v, c.text, out) is not None, mode
         assert check(v, c.text, "It is sunny {as ever}.") is None, mode
+
+
+_DS_CALL = '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"city": "A"}'
+_DS2_INVOKE = '<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+
+
+@pytest.mark.parametrize("name,tools,tok,out", [
+    # optional spelled closers, then the call-end token or content (as one lexeme, they end where content does)
+    ("deepseek_v3", "weather", "bytes+special", _DS_CALL + "\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"),
+    ("deepseek_v3", "weather", "bytes+special", _DS_CALL + "\n```\n<｜tool▁call▁end｜>"),
+    ("deepseek_v3", "weather", "bytes+special", _DS_CALL + "\n```hello"),
+    ("deepseek_v3", "weather", "bytes+special", _DS_CALL + "\n\nhello"),
+    ("deepseek_v3", "weather", "bytes+special", _DS_CALL + "```\n```x"),
+    # values left open, each ended by the next parameter's marker, the last by the invoke's end
+    ("deepseek_v3_2", "free", "bytes", _DS2_INVOKE + '<｜DSML｜parameter name="a" string="true">1'
+     '<｜DSML｜parameter name="b" string="true">2<｜DSML｜parameter name="c" string="true">3</｜DSML｜invoke>\n'
+     '</｜DSML｜function_calls>'),
+    ("deepseek_v3_2", "free", "bytes", _DS2_INVOKE + '<｜DSML｜parameter name="a" string="true">1'
+     '<｜DSML｜parameter name="b" string="true">2</｜DSML｜parameter>\n</｜DSML｜function_calls>'),
+])
+def test_open_closers_accepted_as_the_parser_reads_them(name, tools, tok, out):
+    """Outputs the parser reads as calls (closers left out or followed by content) are accepted in `auto`."""
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"] if tools == "weather" else \
+        [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    r = g.parse(out, tools)
+    assert r.tool_calls and all(c.name == "get_weather" for c in r.tool_calls)
+    v = byte_vocab(name if tok == "bytes+special" else None, tok == "bytes+special")
+    c = g.constraint(tools, "auto", tokenizer=v.added)
+    assert check(v, c.text, out) is None

@@ -10,8 +10,10 @@ several rules once (memo by id, holding the node so that its id is not reused wh
 """
 from __future__ import annotations
 
+import re
 from operator import is_
 
+from toolgram.compiler.regexlang import regex_char
 from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, alt, opt, seq
 
 _COMPOUND = frozenset({Seq, Alt, Rep})
@@ -105,6 +107,62 @@ def _optional_text(node: Node):
 _ANY_STOP = frozenset({""})
 
 
+def _spelled(node: Node, tokens: dict):
+    """``node`` as a regex (Python syntax) when it holds only literals spelled with ordinary tokens and
+    regexes (None otherwise)."""
+    t = type(node)
+    if t is Lit:
+        if not node.text or node.text in tokens or any(k in node.text for k in tokens):
+            return None
+        return "".join(regex_char(ord(c)) for c in node.text)
+    if t is Regex:
+        return _group(node.pattern)
+    if t is Seq:
+        parts = [_spelled(x, tokens) for x in node.items]
+        return None if None in parts else "".join(parts)
+    if t is Alt:
+        parts = [_spelled(x, tokens) for x in node.options if type(x) is not Seq or x.items]
+        if None in parts or not parts:
+            return None
+        return f"(?:{'|'.join(parts)})" + ("?" if len(parts) < len(node.options) else "")
+    if t is Rep:
+        inner = _spelled(node.item, tokens)
+        if inner is None:
+            return None
+        if (node.lo, node.hi) == (0, 1):
+            return _group(inner) + "?"
+        return _group(inner) + f"{{{node.lo},{'' if node.hi is None else node.hi}}}"
+    return None
+
+
+def _group(pattern: str) -> str:
+    """``pattern`` as one atom (a character or a class as it is, anything else in a group)."""
+    return pattern if re.fullmatch(r"\\?.|\[(?:[^\]\\]|\\.)*\]", pattern) else f"(?:{pattern})"
+
+
+def _nonempty(node: Node, tokens: dict):
+    """A regex of the non-empty strings of a spelled ``node`` (None: not one this can write)."""
+    t = type(node)
+    if t is Lit or t is Regex:
+        pattern = _spelled(node, tokens)
+        return None if pattern is None or re.fullmatch(pattern, "") else pattern
+    if t is Rep and node.lo == 0 and node.hi == 1:
+        return _nonempty(node.item, tokens)
+    if t is Seq:
+        options = []
+        for k, x in enumerate(node.items):
+            head = _nonempty(x, tokens)
+            rest = _spelled(seq(*node.items[k + 1:]), tokens) if k + 1 < len(node.items) else ""
+            if head is None or rest is None:
+                return None
+            options.append(head + rest)
+            if not re.fullmatch(_spelled(x, tokens), ""):
+                break
+        return f"(?:{'|'.join(options)})"
+    pattern = _spelled(node, tokens)
+    return None if pattern is None or re.fullmatch(pattern, "") else pattern
+
+
 class _LazyHeads:
     """Free text that a marker spelled by ordinary tokens may follow becomes one lazily matched lexeme up to
     that marker: an llguidance text lexeme is greedy and cannot give back the characters that start the
@@ -131,6 +189,7 @@ class _LazyHeads:
         self._derivs: dict = {}                  # (id of a compound node, literal) -> (node, its derivative)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
+        self.loops: dict = {}                    # id of a loop -> (it, its right-recursive rule or None)
         self.found: set = set()                  # the spelled markers text has been found to stop at
         self.resplit: list = []                  # rules `split` changed since `lazy_heads` last rewrote them
 
@@ -352,12 +411,32 @@ class _LazyHeads:
             options = [rewrite(x) if type(x) in _COMPOUND else x for x in node.options]
             new = node if _same(options, node.options) else _alt(*options)
         else:
-            item = node.item
-            if type(item) in _COMPOUND:
-                item = self.rewrite(item)
-            new = node if item is node.item else Rep(item, node.lo, node.hi)
+            new = self.loop(node)
+            if new is None:
+                item = node.item
+                if type(item) in _COMPOUND:
+                    item = self.rewrite(item)
+                new = node if item is node.item else Rep(item, node.lo, node.hi)
         done[id(node)] = (node, new)             # (holding the node keeps its id from being reused)
         return new
+
+    def loop(self, node: Rep):
+        """``X*`` where text may end X and X may start with a spelled marker that text excludes (a value left
+        open, ended by the next key's marker): the rule ``L: X L | ε``, so that each iteration is followed by
+        the next in one sequence and its text ends lazily at the next one's marker (None: not such a loop)."""
+        if node.hi is not None:
+            return None
+        hit = self.loops.get(id(node))
+        if hit is not None:
+            return hit[1]
+        excluded = self.tails(node.item)
+        name = None
+        if excluded and self.stops(excluded, node.item)[0]:
+            name = f"tg__loop{len(self.loops)}"
+            self.rules[name] = alt(seq(node.item, Ref(name)), EMPTY)
+        out = None if name is None else seq(*[node.item] * node.lo, Ref(name))
+        self.loops[id(node)] = (node, out)       # (holding the node keeps its id from being reused)
+        return out
 
     def _head(self, x: Node) -> tuple:
         """(``x`` as optional free text or None, the markers excluded by text that may end it), kept per node:
@@ -369,6 +448,8 @@ class _LazyHeads:
         return hit
 
     def sequence(self, items: tuple) -> Node:
+        if self.tokens:
+            items = self.spelled_closers(items)
         out = []
         last = len(items) - 1
         for i, x in enumerate(items):
@@ -389,6 +470,31 @@ class _LazyHeads:
                         return seq(*out, self.closing(x, rest, stops))
             out.append(self.rewrite(x) if t in _COMPOUND else x)
         return seq(*out) if out else EMPTY
+
+    def spelled_closers(self, items: tuple) -> tuple:
+        """Optional spelled items before an optional closer that is a token, at the end of a sequence (a
+        fence, whitespace, then the call-end token), as one regex lexeme: text that may follow the sequence
+        could otherwise take them greedily (it may hold them) and then could not be followed by the token
+        (it cannot hold one); as one lexeme they end where the text does, and the parser keeps both readings."""
+        end = len(items)
+        while end and self.nullable(items[end - 1]):
+            end -= 1
+        for j in range(end + 1, len(items)):
+            i = j
+            while i > end and _spelled(items[i - 1], self.tokens) is not None:
+                i -= 1
+            run = items[i:j]
+            if not run or (len(run) == 1 and type(run[0]) is Rep and type(run[0].item) not in _COMPOUND):
+                continue                         # (none, or a single lexeme already)
+            if self._starts_with_token(items[j]):
+                pattern = _nonempty(seq(*run), self.tokens)
+                if pattern is not None:
+                    return (*items[:i], opt(Regex(pattern)), *items[j:])
+        return items
+
+    def _starts_with_token(self, node: Node) -> bool:
+        firsts, _ = self.first(node)
+        return any(f in self.tokens or any(f.startswith(t) for t in self.tokens) for f in firsts)
 
     def closing(self, x: Node, rest: Node, stops) -> Node:
         """``x rest`` where text may end ``x`` and ``rest`` may start with a spelled marker that text excludes:
@@ -449,6 +555,9 @@ class _LazyHeads:
                     break
             return _alt(*options) if options else None
         if isinstance(node, Rep) and node.hi != 0:
+            loop = self.loop(node)
+            if loop is not None:                 # (its last iteration may follow one ended at its marker)
+                return self.ending(loop, m)
             e = self.ending(node.item, m)
             if e is None:
                 return None
