@@ -25,7 +25,7 @@ from toolgram.compiler.constraint.specialise import Specialiser
 from toolgram.compiler.constraint.tokens import added_tokens
 from toolgram.compiler.constraint.variants import Variants
 from toolgram.errors import ConstraintError
-from toolgram.ir import TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
+from toolgram.ir import LITERAL, LOOKAHEAD, TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
 from toolgram.request import ToolRequest, Whitespace, data_key, parse_request
 from toolgram.runtime.parser import start_state
 
@@ -92,6 +92,9 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with
         spec.content_guard = _leading_call_chars(g, rules, out, v, call_rules, spec)
+        # an optional marker-led item may open the output (a reasoning block): the parser reads its marker
+        # there as markup, and llguidance's lazy content lexeme would take it as text
+        spec.content_openers = tuple(m for m in _optional_openers(g, rules, start_rule) if m not in spec.tokens)
     top = Ref(start_rule)
     if mode in ("required", "named"):
         start = v.restrict(top, "many" if request.parallel else "one")
@@ -160,6 +163,57 @@ def _leading_call_chars(g, rules, out, v, call_rules, spec) -> str:
             break
         first(x.item, frozenset())
     return "".join(sorted(c for c in chars if c not in _WS))
+
+
+def _optional_openers(g: CompiledGrammar, rules: dict, start_rule: str) -> list:
+    """The markers that begin the optional items (``X?``) the output may start with in ``start_rule``, where
+    content may begin the output when they are left out."""
+    found: list = []
+
+    def opens_content(node, seen) -> tuple:
+        """(whether ``node`` may begin with content text, whether it may be empty)."""
+        if isinstance(node, Tok):
+            spec = g.terminals[node.name]
+            return spec.kind == TEXT and spec.role == "content", spec.kind == LOOKAHEAD
+        if isinstance(node, Ref):
+            if node.name in seen or node.name not in rules:
+                return False, True
+            return opens_content(rules[node.name], seen | {node.name})
+        if isinstance(node, Rep):
+            content, empty = opens_content(node.item, seen)
+            return content, empty or node.lo == 0
+        if isinstance(node, Alt):
+            parts = [opens_content(o, seen) for o in node.options]
+            return any(c for c, _ in parts), any(e for _, e in parts)
+        if isinstance(node, Seq):
+            for x in node.items:
+                content, empty = opens_content(x, seen)
+                if content or not empty:
+                    return content, False
+            return False, True
+        return False, isinstance(node, Lit) and not node.text
+
+    def first(node, seen) -> None:
+        if isinstance(node, Lit) and node.text:
+            found.append(node.text)
+        elif isinstance(node, Tok) and g.terminals[node.name].kind == LITERAL:
+            found.extend(g.terminals[node.name].spellings)
+        elif isinstance(node, Ref) and node.name in rules and node.name not in seen:
+            first(rules[node.name], seen | {node.name})
+        elif isinstance(node, Seq) and node.items:
+            first(node.items[0], seen)
+        elif isinstance(node, Alt):
+            for o in node.options:
+                first(o, seen)
+
+    top = rules.get(start_rule)
+    items = top.items if isinstance(top, Seq) else ()
+    for i, x in enumerate(items):
+        if not (isinstance(x, Rep) and (x.lo, x.hi) == (0, 1)):
+            break
+        if opens_content(Seq(items[i + 1:]), frozenset())[0]:
+            first(x.item, frozenset())
+    return sorted(set(found))
 
 
 def grammar_whitespace(g: CompiledGrammar) -> Whitespace:

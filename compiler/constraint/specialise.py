@@ -48,6 +48,7 @@ class Specialiser:
         self.max_reasoning = max_reasoning
         self.tokens = tokens or {}
         self.content_guard = ""                   # characters content may not begin with (after whitespace)
+        self.content_openers: tuple = ()          # markers content may not begin with (the parser's markup there)
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
@@ -133,13 +134,27 @@ class Specialiser:
                 return None                       # required / named: no free text
             hi = self.max_reasoning if spec.role == "reasoning" else None
             pattern = None
-            if spec.role == "content" and self.content_guard:
-                cls = "".join(regex_char(ord(c)) for c in self.content_guard)
-                pattern = rf"(?s:[ \t\r\n]*|[ \t\r\n]*[^ \t\r\n{cls}].*)"
-            return Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
+            if spec.role == "content" and (self.content_guard or self.content_openers):
+                pattern = _guard_pattern(self.content_guard, self.content_openers)
+            text = Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
+            held = self._held_tokens(name) if spec.role == "reasoning" and hi is None else ()
+            if not held:
+                return text
+            # the parser keeps these markers in reasoning text; as added tokens a text lexeme cannot hold
+            # them: text pieces between them (the loop's normal form, so two pieces never meet)
+            piece = seq(alt(*[Lit(t) for t in held]), opt(text))
+            return alt(seq(text, Rep(piece, 0, None)), Rep(piece, 1, None))
         if spec.kind == LOOKAHEAD:
             return EMPTY
         raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
+
+    def _held_tokens(self, terminal: str) -> list:
+        """The grammar's markers that are added tokens and that text of ``terminal`` may hold: those that
+        neither are, contain, lie inside nor overlap a marker ending that text (then the pieces of text
+        around them cannot spell one)."""
+        ends = self.stops(terminal)
+        markers = {x for s in self.specs.values() if s.kind == LITERAL for x in s.spellings}
+        return sorted(t for t in self.tokens if t in markers and not any(_overlap(t, e) for e in ends))
 
     def _name(self, spec, tool: Tool) -> Node:
         name = tool.name
@@ -427,6 +442,38 @@ def _regex_part(pattern: str) -> Node:
         atom = m.group(1)
         return Rep(Regex(atom if m.group(3) else f"{atom}{{1,{m.group(2)}}}"), 0, 1)
     return Regex(pattern)
+
+
+def _guard_pattern(chars: str, openers) -> str:
+    """A regex of the text that begins, after whitespace, with none of ``chars``, and (where it does not begin
+    with whitespace) with none of ``openers`` (markers: none begins with whitespace)."""
+    def char(c: str) -> str:
+        return c if c == "/" else regex_char(ord(c))   # (the writer escapes "/" when it writes the regex)
+    cls = "".join(char(c) for c in chars)
+    if not openers:
+        return rf"(?s:[ \t\r\n]*|[ \t\r\n]*[^ \t\r\n{cls}].*)"
+    trie: dict = {}
+    for marker in openers:
+        node = trie
+        for c in marker:
+            node = node.setdefault(c, {})
+        node[None] = {}                           # a whole marker ends here
+
+    def rest(node: dict, banned: str) -> str:
+        """The text after a proper prefix of some markers (``node``: the trie below it)."""
+        branches = [char(c) + "(?:" + rest(node[c], "") + ")" for c in sorted(c for c in node if c is not None)
+                    if c not in banned and None not in node[c]]
+        others = "".join(char(c) for c in sorted(set(node) - {None} | set(banned)))
+        return "|".join(([] if banned else [""]) + branches + [f"[^{others}].*"])
+    first = rest(trie, " \t\r\n" + chars)        # (no whitespace first: the run before is the other branch)
+    return rf"(?s:[ \t\r\n]*|[ \t\r\n]+[^ \t\r\n{cls}].*|{first})"
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` share text when written next to or inside each other."""
+    if a in b or b in a:
+        return True
+    return any(a.endswith(b[:k]) or b.endswith(a[:k]) for k in range(1, min(len(a), len(b))))
 
 
 def _mentions(node: Node, rule: str) -> bool:
