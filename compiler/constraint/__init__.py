@@ -101,16 +101,17 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
     if spec.content_guard:
-        out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {})
+        out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, {c.name for c in calls})
     return passes.finish(out)
 
 
-def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens: dict) -> dict:
+def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens: dict, calls: set) -> dict:
     """Optional whitespace before a spelled literal made one lexeme with it, where the literal begins with a
     character guarded content may not begin with and a spelled content marker begins with it too (mistral:
     the bare list's ``[`` and ``[TOOL_CALLS]``).  Otherwise llguidance's lexer, after `` [``, goes on in the
     lazy content lexeme (whitespace, then the marker's beginning), which dies at the next character (``{``),
-    and cannot give the whitespace back to the literal."""
+    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the per-tool call rules) no
+    content lexeme is open: those rules are left as they are."""
     firsts = {m[0] for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content"
               for m in g.text_stops.get(n, ()) if m and m not in tokens}
     chars = set(guard) & firsts
@@ -146,10 +147,10 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
             items, i = [], 0
             while i < len(node.items):
                 x = node.items[i]
-                nxt = node.items[i + 1] if i + 1 < len(node.items) else None
-                h = head(nxt) if isinstance(x, Rep) and (x.lo, x.hi) == (0, 1) and isinstance(x.item, Regex) \
-                    and whitespace_run(x.item.pattern) is not None else None
-                if h is not None and h[0].text[:1] in chars and h[0].text not in tokens:
+                h = head(node.items[i + 1]) if i + 1 < len(node.items) and type(x) is Rep and \
+                    (x.lo, x.hi) == (0, 1) and type(x.item) is Regex else None
+                if h is not None and h[0].text[:1] in chars and h[0].text not in tokens and \
+                        whitespace_run(x.item.pattern) is not None:
                     lit = "".join(c if c == "/" else regex_char(ord(c)) for c in h[0].text)   # (emit escapes /)
                     items.append(Regex(f"(?:{x.item.pattern})?{lit}"))
                     items.append(walk(h[1]))
@@ -162,7 +163,8 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
         return new
 
     for name in list(out):
-        out[name] = walk(out[name])
+        if name not in calls:
+            out[name] = walk(out[name])
     return out
 
 
