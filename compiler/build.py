@@ -333,7 +333,7 @@ def compile_data(data: dict, lines: Lines, reasoning: ReasoningSpec | None = Non
         specs[lark_text.R_ESCAPE].lookahead = escape
     block_first = {t: encodings.get(spec.block).first(spec.prepared) for t, spec in specs.items() if spec.kind == BLOCK}
     built = tables.build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error,
-                                 call_last, data["calls"]["rule"])
+                                 call_last, data["calls"]["rule"], trig)
     policies = dict(data.get("policies", {}))
     policies.setdefault("commit", "name")
     policies.setdefault("unknown_tool", "keep")

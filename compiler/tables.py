@@ -129,8 +129,9 @@ def _first_memo(pattern):
 
 
 def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, TerminalSpec], block_first: dict,
-                 error) -> list[StateLexer]:
-    """One `StateLexer` per state.  ``error(message, terminal)`` raises the grammar error."""
+                 error, call_markers: tuple = ()) -> list[StateLexer]:
+    """One `StateLexer` per state.  ``error(message, terminal)`` raises the grammar error.  ``call_markers``:
+    the markers that start calls from content (`triggers`)."""
     lexers = []
     shift_targets: dict[str, list[int]] = {}
     for acts in actions:
@@ -164,9 +165,14 @@ def build_lexers(actions: list[dict], safe: list[bool], specs: dict[str, Termina
         if len(texts) > 1:
             error(f"text terminals {' and '.join(sorted(texts))} can both start at the same point; "
                   f"a point of the grammar may hold at most one free-text terminal", sorted(texts)[1])
+        # a call marker that a marker of this state begins (mistral's "[" of a bare list, "[TOOL_CALLS]"): the
+        # text there is the call marker, not the shorter one (unless the shorter one is a call marker too)
+        split = tuple(m for m in call_markers if m not in literals and any(
+            m.startswith(x) and x not in call_markers for x in literals))
         lex = StateLexer(
-            literal_re=_alternation(literals), literal_terms=literals,
-            literal_prefixes=_prefixes(literals), literal_max=max(map(len, literals), default=0),
+            literal_re=_alternation(literals), literal_terms=literals, split_markers=split,
+            literal_prefixes=_prefixes(literals) | _prefixes(split),
+            literal_max=max(map(len, (*literals, *split)), default=0),
             patterns=tuple(sorted(patterns, key=lambda p: p[1])), lookaheads=tuple(lookaheads),
             blocks=tuple(blocks), safe=safe[state])
         if texts:
@@ -236,9 +242,9 @@ def recovery(actions: list[dict], gotos: list[dict], rules: list, call_last: set
 
 
 def build_tables(actions, gotos, rules, start_states, end_states, specs, block_first, error,
-                 call_last=frozenset(), call_rule: str | None = None) -> Tables:
+                 call_last=frozenset(), call_rule: str | None = None, call_markers: tuple = ()) -> Tables:
     safe = safe_states(actions, specs)
     return Tables(actions=actions, gotos=gotos, rules=rules, default_reduce=default_reductions(actions),
-                  lexers=build_lexers(actions, safe, specs, block_first, error),
+                  lexers=build_lexers(actions, safe, specs, block_first, error, call_markers),
                   start_states=start_states, end_states=end_states,
                   recovery=recovery(actions, gotos, rules, call_last, specs, call_rule))

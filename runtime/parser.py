@@ -27,7 +27,7 @@ from toolgram.runtime.schema_values import ToolSchemas
 from toolgram.runtime.skip import CLOSE, Skipper, closers_of
 from toolgram.runtime.textfilter import TextFilter, strip_text, unescape_xml
 
-_TOKEN, _RUN, _BLOCK, _FAIL, _GROW = 0, 1, 2, 3, 4
+_TOKEN, _RUN, _BLOCK, _FAIL, _GROW, _SPLIT = 0, 1, 2, 3, 4, 5
 _END = "$END"
 
 
@@ -333,6 +333,12 @@ class StreamingParser:
                 if tok is None:
                     break
                 kind, term, end = tok
+                if kind == _SPLIT:
+                    call = out.call
+                    if call is None or not call.committed:
+                        # a call marker stands here that this state would read the beginning of: the text is
+                        # that marker, read again from the last point content could be read
+                        kind = _FAIL
                 if kind == _FAIL:
                     self._recover(pos)
                     continue
@@ -384,6 +390,7 @@ class StreamingParser:
     def _lex(lex, buf: str, pos: int, n: int, eof: bool):
         best = None
         best_end = pos
+        split = -1                        # where a marker read here would end inside a call marker
         lre = lex.literal_re
         if lre is not None:
             if not eof and n - pos < lex.literal_max and buf[pos:] in lex.literal_prefixes:
@@ -392,6 +399,9 @@ class StreamingParser:
             if m is not None:
                 best_end = m.end()
                 best = lex.literal_terms[m.group()]
+                for mark in lex.split_markers:
+                    if len(mark) > best_end - pos and buf.startswith(mark, pos):
+                        split = best_end
         patterns = lex.patterns
         if patterns:
             c = buf[pos]
@@ -413,7 +423,7 @@ class StreamingParser:
                 best_end = e
                 best = term
         if best is not None:
-            return _TOKEN, best, best_end
+            return _SPLIT if best_end == split else _TOKEN, best, best_end
         for term, looks in lex.lookaheads:
             for mark in looks:
                 if buf.startswith(mark, pos):

@@ -25,14 +25,7 @@ from vocabs import REAL, byte_vocab, marker_vocab, real_vocab
 # (case id, tokenization) -> why it is still refused: these must keep failing (the list cannot go stale)
 KNOWN: dict = {}
 # (case id prefix, tokenization) -> why some of these are refused (xfail when refused, pass otherwise)
-KNOWN_PREFIX = {
-    # issue 14 reads a bare list after leading whitespace as calls; the auto constraint's guard against marker-free
-    # calls in content (issue 13 item 3) does not yet offer the whitespace-led list as a call
-    ("mistral:Mistral 7B v0.3 decoded with skip_special_tokens, a space then the bare list", "bytes"):
-        "a bare list after leading whitespace: the auto constraint has no whitespace-led bare-list call yet",
-    ("mistral:a bare list after a newline is calls too", "bytes"):
-        "a bare list after leading whitespace: the auto constraint has no whitespace-led bare-list call yet",
-}
+KNOWN_PREFIX: dict = {}
 
 
 def _known(case_id, tok):
@@ -404,3 +397,41 @@ def test_a_call_marker_inside_reasoning(name, reasoning):
     assert not wrong, f"{len(wrong)} disagree, e.g. {wrong[:3]}"
     if known:
         pytest.xfail("; ".join(sorted(known)))
+
+
+_WEATHER = {"city": "Paris"}
+
+
+@pytest.mark.parametrize("tok", ["bytes", "bytes+special"])
+@pytest.mark.parametrize("name,marked,bare", [
+    ("mistral", '[TOOL_CALLS][{{"name": "{}", "arguments": {}}}]', '[{{"name": "{}", "arguments": {}}}]'),
+    ("mistral", '[TOOL_CALLS]{}[ARGS]{}', None),
+    ("llama3_json", '<|python_tag|>{{"name": "{}", "parameters": {}}}', '{{"name": "{}", "parameters": {}}}'),
+    ("default", '<TOOLCALL>{{"name": "{}", "arguments": {}}}</TOOLCALL>', '[{{"name": "{}", "arguments": {}}}]'),
+])
+def test_whitespace_then_a_call_at_the_start(name, marked, bare, tok):
+    """Where a call without a marker may open the output: whitespace then a marked call is calls (the
+    whitespace content), whitespace then the marker-free call is calls too; auto accepts both, required the
+    marked one (its whitespace stands for content), and neither accepts a call to a tool not in the request."""
+    import json
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = _vocab(tok, name)
+    args = json.dumps(_WEATHER)
+    constraints = {mode: g.constraint(tools, mode, tokenizer=v.added).text for mode in ("auto", "required", "none")}
+    for lead in (" ", "\n", "\n\n"):
+        for form, modes in ((marked, ("auto", "required")), (bare, ("auto", "required"))):
+            if form is None:
+                continue
+            out = lead + form.format("get_weather", args)
+            r = g.parse(out, tools)
+            assert [(c.name, json.loads(c.arguments)) for c in r.tool_calls] == [("get_weather", _WEATHER)], out
+            assert r.content in (None, lead), out
+            for mode in modes:
+                assert check(v, constraints[mode], out) is None, (mode, out)
+            assert check(v, constraints["none"], out) is not None, out
+            evil = lead + form.format("evil", "{}")
+            assert g.parse(evil, tools).tool_calls[0].name == "evil"
+            for mode in ("auto", "required", "none"):
+                assert check(v, constraints[mode], evil) is not None, (mode, evil)

@@ -59,6 +59,9 @@ class StateLexer:
     literal_terms: dict = field(default_factory=dict)   # marker text -> terminal name
     literal_prefixes: frozenset = frozenset()            # proper prefixes of those markers
     literal_max: int = 0
+    # call markers (triggers) that one of those markers begins but this state cannot read: where one of them
+    # stands, the shorter marker is not read (its text is that call marker, read from content)
+    split_markers: tuple = ()
     patterns: tuple = ()              # ((compiled regex, terminal name, longest token, class run, first-character
     #                                     memo the runtime fills, or False), ...)
     lookaheads: tuple = ()            # ((terminal name, (marker, ...)), ...)

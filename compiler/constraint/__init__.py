@@ -16,6 +16,7 @@ So the parser accepts everything the constraint allows, and their typing agrees.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 from toolgram.cache import LRU
@@ -24,8 +25,9 @@ from toolgram.compiler.constraint.cuts import cut_literals
 from toolgram.compiler.constraint.specialise import Specialiser
 from toolgram.compiler.constraint.tokens import added_tokens
 from toolgram.compiler.constraint.variants import Variants
+from toolgram.compiler.regexlang import regex_char, whitespace_run
 from toolgram.errors import ConstraintError
-from toolgram.ir import LITERAL, LOOKAHEAD, TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt
+from toolgram.ir import EMPTY, LITERAL, LOOKAHEAD, TEXT, Alt, CompiledGrammar, Lit, Ref, Regex, Rep, Seq, Tok, alt, seq
 from toolgram.request import ToolRequest, Whitespace, data_key, parse_request
 from toolgram.runtime.parser import start_state
 
@@ -84,10 +86,6 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     content = frozenset(n for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content")
     v = Variants(rules, call_rules, out, spec.leaf, max_calls,
                  blank=None if spec.content_ok else spec.blank(), content=content)
-    if v.blank is not None and _leading_call_chars(g, rules, out, v, call_rules, spec):
-        # where a call without a marker may open the output, the parser takes leading whitespace as that call's
-        # and reads a marked call after it as content: no whitespace stands for content here
-        v.blank = None
     if guard_content and mode in ("auto", "none"):
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with
@@ -106,7 +104,72 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
         raise ConstraintError(f"grammar {g.name}: no output of this grammar fits tool_choice {mode!r}")
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
+    if spec.content_guard:
+        out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, {c.name for c in calls})
     return passes.finish(out)
+
+
+def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens: dict, calls: set) -> dict:
+    """Optional whitespace before a spelled literal made one lexeme with it, where the literal begins with a
+    character guarded content may not begin with and a spelled content marker begins with it too (mistral:
+    the bare list's ``[`` and ``[TOOL_CALLS]``).  Otherwise llguidance's lexer, after `` [``, goes on in the
+    lazy content lexeme (whitespace, then the marker's beginning), which dies at the next character (``{``),
+    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the per-tool call rules) no
+    content lexeme is open: those rules are left as they are."""
+    firsts = {m[0] for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content"
+              for m in g.text_stops.get(n, ()) if m and m not in tokens}
+    chars = set(guard) & firsts
+    if not chars:
+        return rules
+    out = dict(rules)
+    memo: dict = {}
+
+    def head(node):
+        """(the literal ``node`` begins with, the rest) or None."""
+        if isinstance(node, Lit):
+            return node, EMPTY
+        if isinstance(node, Ref) and isinstance(out.get(node.name), Seq) and out[node.name].items:
+            first = out[node.name].items[0]
+            if isinstance(first, Lit):
+                return first, Seq(out[node.name].items[1:])
+        return None
+
+    def walk(node):
+        t = type(node)
+        if t not in (Seq, Alt, Rep):
+            return node
+        hit = memo.get(id(node))
+        if hit is not None:
+            return hit[1]
+        if t is Alt:
+            options = [walk(o) for o in node.options]
+            new = node if all(map(operator.is_, options, node.options)) else alt(*options)
+        elif t is Rep:
+            item = walk(node.item)
+            new = node if item is node.item else Rep(item, node.lo, node.hi)
+        else:
+            items, i = [], 0
+            while i < len(node.items):
+                x = node.items[i]
+                h = head(node.items[i + 1]) if i + 1 < len(node.items) and type(x) is Rep and \
+                    (x.lo, x.hi) == (0, 1) and type(x.item) is Regex else None
+                if h is not None and h[0].text[:1] in chars and h[0].text not in tokens and \
+                        whitespace_run(x.item.pattern) is not None:
+                    lit = "".join(c if c == "/" else regex_char(ord(c)) for c in h[0].text)   # (emit escapes /)
+                    items.append(Regex(f"(?:{x.item.pattern})?{lit}"))
+                    items.append(walk(h[1]))
+                    i += 2
+                    continue
+                items.append(walk(x))
+                i += 1
+            new = node if len(items) == len(node.items) and all(map(operator.is_, items, node.items)) else seq(*items)
+        memo[id(node)] = (node, new)
+        return new
+
+    for name in list(out):
+        if name not in calls:
+            out[name] = walk(out[name])
+    return out
 
 
 _WS = frozenset(" \t\r\n")
