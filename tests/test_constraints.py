@@ -49,12 +49,14 @@ def test_required_allows_bounded_whitespace_where_content_would_be():
     check("hermes", [WEATHER, TIME], "required", call + "\n\n\n\n" + call, ok=False)
     check("hermes", [WEATHER, TIME], NAMED, " " + call + "\n")
     check("hermes", [WEATHER, TIME], NAMED, " " + call + "\n" + call, ok=False)
-    # a bare list may open mistral's output: the parser reads whitespace then [TOOL_CALLS] as content
+    # a bare list may open mistral's output, and whitespace then [TOOL_CALLS] is still that whitespace as content
+    # and the section's calls (the bare list's "[" is not read where the section marker stands)
     g = toolgram.load("mistral")
     section = '[TOOL_CALLS][{"name": "get_time", "arguments": {}}]'
-    assert g.parse(" " + section, [TIME]).tool_calls == []
-    check("mistral", [WEATHER, TIME], "required", " " + section, ok=False)
+    assert [c.name for c in g.parse(" " + section, [TIME]).tool_calls] == ["get_time"]
+    check("mistral", [WEATHER, TIME], "required", " " + section)
     check("mistral", [WEATHER, TIME], "required", section)
+    check("mistral", [WEATHER, TIME], "required", "   \n\n\n" + section, ok=False)   # beyond its bound (5)
 
 
 def test_native_id_member_first_or_last():
