@@ -86,13 +86,17 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     content = frozenset(n for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content")
     v = Variants(rules, call_rules, out, spec.leaf, max_calls,
                  blank=None if spec.content_ok else spec.blank(), content=content)
+    openers = _optional_openers(g, rules, start_rule) if mode in ("auto", "none") and \
+        (guard_content or spec.tokens) else ()
     if guard_content and mode in ("auto", "none"):
         # a call without a marker may open the output (``calls? CONTENT*``): content that began like one would
         # be read back as a call, so content may not begin with what such a call begins with
         spec.content_guard = _leading_call_chars(g, rules, out, v, call_rules, spec)
         # an optional marker-led item may open the output (a reasoning block): the parser reads its marker
         # there as markup, and llguidance's lazy content lexeme would take it as text
-        spec.content_openers = tuple(m for m in _optional_openers(g, rules, start_rule) if m not in spec.tokens)
+        spec.content_openers = tuple(m for m in openers if m not in spec.tokens)
+    # nor may content hold such a marker as a token (content holds the grammar's other marker tokens)
+    spec.content_unheld = frozenset(openers)
     top = Ref(start_rule)
     if mode in ("required", "named"):
         start = v.restrict(top, "many" if request.parallel else "one")
@@ -104,6 +108,8 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
         raise ConstraintError(f"grammar {g.name}: no output of this grammar fits tool_choice {mode!r}")
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
+    if spec.lookaheads:
+        passes.lookaheads(out, spec.lookaheads)
     if spec.content_guard:
         out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, {c.name for c in calls})
     return passes.finish(out)
@@ -202,6 +208,8 @@ def _leading_call_chars(g, rules, out, v, call_rules, spec) -> str:
         if isinstance(node, Tok):
             if g.terminals[node.name].kind == TEXT:
                 return False                      # free text (content itself): not a call's beginning
+            if g.terminals[node.name].kind == LOOKAHEAD:
+                return True
             leaf = spec.leaf(node.name)
             return True if leaf is None else first(leaf, seen)
         if isinstance(node, Seq):

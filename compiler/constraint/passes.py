@@ -14,7 +14,7 @@ import re
 from operator import is_
 
 from toolgram.compiler.regexlang import regex_char
-from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, alt, opt, seq
+from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq
 
 _COMPOUND = frozenset({Seq, Alt, Rep})
 _WALKED = _COMPOUND | {Ref}
@@ -24,15 +24,30 @@ def _is_text(node: Node) -> bool:
     return isinstance(node, Text) or (isinstance(node, Rep) and node.hi == 1 and isinstance(node.item, Text))
 
 
+def _text_loop(node: Node) -> bool:
+    """Whether ``node`` is a loop of free text and other items (``(TEXT | <tok>)+``: content holding added
+    tokens), which a loop it stands in may take apart: ``(A+ | B)*`` is ``(A | B)*``."""
+    return type(node) is Rep and node.hi is None and node.lo <= 1 and type(node.item) is Alt and \
+        any(_is_text(o) for o in node.item.options)
+
+
+def _loop_items(options) -> list:
+    """A loop's options with the text loops among them taken apart (`_text_loop`)."""
+    out = []
+    for o in options:
+        out.extend(o.item.options if _text_loop(o) else (o,))
+    return out
+
+
 def _inline_text_refs(options, memo: dict, refs: set, rules: dict) -> list:
     """A loop's options with references to rules that are free text, or alternatives of which one is free
-    text, replaced by those alternatives: text reached through a reference meets text too."""
+    text (or a text loop), replaced by those alternatives: text reached through a reference meets text too."""
     out = []
     for o in options:
         body = rules.get(o.name) if isinstance(o, Ref) else None
         inner = (body.options if isinstance(body, Alt) else (body,)) if body is not None else ()
-        if body is not None and any(_is_text(b) for b in inner):
-            out.extend(_no_adjacent_text(b, memo, refs, rules) for b in inner)
+        if body is not None and any(_is_text(b) or _text_loop(b) for b in inner):
+            out.extend(_no_adjacent_text(b, memo, refs, rules) for b in _loop_items(inner))
         else:
             out.append(o)
     return out
@@ -61,7 +76,12 @@ def _no_adjacent_text(node: Node, memo: dict, refs: set, rules: dict | None = No
         options = [_no_adjacent_text(x, memo, refs, rules) if type(x) in _WALKED else x for x in node.options]
         out = node if _same(options, node.options) else alt(*options)
     else:
-        item = _no_adjacent_text(node.item, memo, refs, rules)
+        raw = node.item.options if type(node.item) is Alt else (node.item,)
+        if node.hi is None and any(map(_text_loop, raw)):
+            item = alt(*[_no_adjacent_text(x, memo, refs, rules) if type(x) in _WALKED else x
+                         for x in _loop_items(raw)])
+        else:
+            item = _no_adjacent_text(node.item, memo, refs, rules)
         options = item.options if type(item) is Alt else (item,)
         if node.hi is None and rules:
             options = _inline_text_refs(options, memo, refs, rules)
@@ -70,6 +90,8 @@ def _no_adjacent_text(node: Node, memo: dict, refs: set, rules: dict | None = No
             text = texts[0].item if isinstance(texts[0], Rep) else texts[0]
             others = [o for o in options if not _is_text(o)]
             out = opt(text) if not others else seq(Rep(seq(opt(text), alt(*others)), node.lo, None), opt(text))
+            if others and node.lo == 1:           # (text alone is one item too)
+                out = alt(out, text)
         else:
             out = node if item is node.item else Rep(item, node.lo, node.hi)
     memo[id(node)] = (node, out)
@@ -174,9 +196,10 @@ class _LazyHeads:
     something else.  Where the text ends a referenced rule, what follows the reference is pushed into a copy
     of that rule (``R K`` -> ``R__then{n}``), so that the text and its closer meet in one sequence."""
 
-    def __init__(self, rules: dict, tokens: dict):
+    def __init__(self, rules: dict, tokens: dict, suffix: str = "after"):
         self.rules = rules
         self.tokens = tokens
+        self.suffix = suffix                     # derived rules are named ``<rule>__<suffix><n>``
         self.derived: dict = {}
         self.done: dict = {}
         self.ended: dict = {}
@@ -323,7 +346,7 @@ class _LazyHeads:
         body = self.rules.get(name)
         if type(body) is not Seq or len(body.items) < 3 or body.items[0] != Lit(lit) or (name, lit) in self.derived:
             return False
-        tail = f"{name}__after{len(self.derived)}"
+        tail = f"{name}__{self.suffix}{len(self.derived)}"
         self.derived[(name, lit)] = tail
         self.rules[tail] = Seq(body.items[1:])
         self.rules[name] = Seq((body.items[0], Ref(tail)))
@@ -344,7 +367,7 @@ class _LazyHeads:
             if key not in self.derived and self.split(node.name, lit):
                 return Ref(self.derived[key])
             if key not in self.derived:
-                name = f"{node.name}__after{len(self.derived)}"
+                name = f"{node.name}__{self.suffix}{len(self.derived)}"
                 self.derived[key] = name
                 self.rules[name] = EMPTY
                 body = self.derive(self.rules[node.name], lit)
@@ -607,3 +630,60 @@ def finish(rules: dict) -> dict:
         done[name] = _no_adjacent_text(rules[name], memo, refs, rules)
         todo.extend(r for r in refs if r not in done)
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
+
+
+def lookaheads(rules: dict, ahead: dict) -> dict:
+    """``rules`` with each lookahead terminal (``ahead``: its name -> the markers it must stand before; a `Tok`
+    in the rules) written as what follows it, begun with one of its markers: ``(CLOSE | ESCAPE) REST`` becomes
+    ``CLOSE REST | m REST/m`` (``REST/m``: REST after ``m``).  Where nothing follows in the same sequence the
+    lookahead is left out (nothing then checks it).  The rules (and the rules derived) are rewritten in place."""
+    lh = _LazyHeads(rules, {}, "ahead")
+    memo: dict = {}
+
+    def is_ahead(x) -> bool:
+        return type(x) is Tok and x.name in ahead
+
+    def rewrite(node: Node) -> Node:
+        t = type(node)
+        if t is Tok:
+            return EMPTY if node.name in ahead else node
+        if t not in _COMPOUND:
+            return node
+        hit = memo.get(id(node))
+        if hit is not None:
+            return hit[1]
+        if t is Alt:
+            options = [rewrite(o) for o in node.options]
+            out = node if _same(options, node.options) else _alt(*options)
+        elif t is Rep:
+            item = rewrite(node.item)
+            out = node if item is node.item else Rep(item, node.lo, node.hi)
+        else:
+            items = node.items
+            at = next((i for i, x in enumerate(items) if is_ahead(x) or
+                       type(x) is Alt and any(map(is_ahead, x.options))), None)
+            if at is None or at + 1 == len(items):
+                new = [rewrite(x) for x in items]
+                out = node if _same(new, items) else seq(*new)
+            else:
+                x = items[at]
+                rest = rewrite(seq(*items[at + 1:]))
+                others = [o for o in (x.options if type(x) is Alt else ()) if not is_ahead(o)]
+                markers = {m for o in (x.options if type(x) is Alt else (x,)) if is_ahead(o) for m in ahead[o.name]}
+                options = [seq(rewrite(alt(*others)), rest)] if others else []
+                for m in sorted(markers):
+                    after = lh.derive(rest, m)
+                    if after is not None:
+                        options.append(seq(Lit(m), after))
+                out = seq(*[rewrite(y) for y in items[:at]], _alt(*options) if options else rest)
+        memo[id(node)] = (node, out)             # (holding the node keeps its id from being reused)
+        return out
+
+    seen: set = set()
+    todo = list(rules)
+    while todo:                                  # (rules derived on the way are rewritten too)
+        seen.update(todo)
+        for name in todo:
+            rules[name] = rewrite(rules[name])
+        todo = [n for n in rules if n not in seen]
+    return rules

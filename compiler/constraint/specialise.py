@@ -49,6 +49,8 @@ class Specialiser:
         self.tokens = tokens or {}
         self.content_guard = ""                   # characters content may not begin with (after whitespace)
         self.content_openers: tuple = ()          # markers content may not begin with (the parser's markup there)
+        self.content_unheld: frozenset = frozenset()   # marker tokens content may not hold (openers of that markup)
+        self.lookaheads: dict = {}                # lookahead terminals met -> the markers each must stand before
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
         self._plain: dict[str, Node | None] = {}
@@ -137,15 +139,23 @@ class Specialiser:
             if spec.role == "content" and (self.content_guard or self.content_openers):
                 pattern = _guard_pattern(self.content_guard, self.content_openers)
             text = Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
-            held = self._held_tokens(name) if spec.role == "reasoning" and hi is None else ()
+            held = self._held_tokens(name) if spec.role in ("reasoning", "content") and hi is None else ()
+            if spec.role == "content":
+                held = [t for t in held if t not in self.content_unheld]
             if not held:
                 return text
-            # the parser keeps these markers in reasoning text; as added tokens a text lexeme cannot hold
-            # them: text pieces between them (the loop's normal form, so two pieces never meet)
+            # the parser keeps these markers in the text; as added tokens a text lexeme cannot hold them
+            if spec.role == "content":
+                # a loop of text and tokens: `passes.finish` merges it into the loop content stands in
+                # (``(CONTENT | call)*``) and writes it so that two text lexemes never meet
+                return Rep(alt(text, *[Lit(t) for t in held]), 1, None)
+            # text pieces between them (the loop's normal form, so two pieces never meet)
             piece = seq(alt(*[Lit(t) for t in held]), opt(text))
             return alt(seq(text, Rep(piece, 0, None)), Rep(piece, 1, None))
         if spec.kind == LOOKAHEAD:
-            return EMPTY
+            # kept as the terminal: `passes.lookaheads` writes it as what follows it, begun with its markers
+            self.lookaheads[name] = spec.lookahead
+            return Tok(name)
         raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
 
     def _held_tokens(self, terminal: str) -> list:
