@@ -243,18 +243,8 @@ def bound_for(pattern: str, max_length: int | None, default: int = 4, blank=None
 # A text of Y that ends inside X is left out: what follows the token could complete X, and the parser's
 # lookahead reads on past the token.
 
-def _merged(ranges) -> tuple:
-    """Code ranges sorted, overlapping and adjacent ones joined."""
-    out: list = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(b, out[-1][1]))
-        else:
-            out.append((a, b))
-    return tuple(out)
-
-
-_SPACE_RANGES = _merged(arg if op is C.RANGE else (arg, arg) for op, arg in P.parse(f"[{_SPACES}]")[0][1])
+_SPACE_RANGES = ((9, 13), (28, 32), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A),
+                 (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000))
 _CAT_RANGES = {C.CATEGORY_DIGIT: ((48, 57),), C.CATEGORY_WORD: ((48, 57), (65, 90), (95, 95), (97, 122)),
                C.CATEGORY_SPACE: _SPACE_RANGES}
 _CAT_OF_NEG = {C.CATEGORY_NOT_DIGIT: C.CATEGORY_DIGIT, C.CATEGORY_NOT_WORD: C.CATEGORY_WORD,

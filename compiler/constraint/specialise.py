@@ -134,7 +134,7 @@ class Specialiser:
                                  for parts in split])
                 return Regex(bounded(spec.source, bound, blank))
             except Unsupported:
-                return None                       # e.g. a lookbehind: the constraint leaves this branch out
+                return None                       # e.g. a lookback: the constraint leaves this branch out
         if spec.kind == TEXT:
             if spec.role == "content" and not self.content_ok:
                 return None                       # required / named: no free text
