@@ -24,6 +24,7 @@ from toolgram.runtime import encodings
 from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
 
+HOLD_TOKENS = False          # text may hold the marker tokens the parser keeps in it (see `_make_leaf`)
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
 
 
@@ -139,7 +140,10 @@ class Specialiser:
             if spec.role == "content" and (self.content_guard or self.content_openers):
                 pattern = _guard_pattern(self.content_guard, self.content_openers)
             text = Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
-            held = self._held_tokens(name) if spec.role in ("reasoning", "content") and hi is None else ()
+            # (off: under vLLM, which decodes with skip_special_tokens, a special token written in reasoning or
+            # content never reaches the text the parser reads; holding one broke the vLLM plugin's calls)
+            held = self._held_tokens(name) if HOLD_TOKENS and spec.role in ("reasoning", "content") and \
+                hi is None else ()
             if spec.role == "content":
                 held = [t for t in held if t not in self.content_unheld]
             if not held:

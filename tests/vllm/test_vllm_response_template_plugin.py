@@ -87,7 +87,7 @@ def kw(model_dir):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model_dir)
     favoured = [tok.eos_token_id, tok.convert_tokens_to_ids("</think>")]
-    return {"max_tokens": 400, "logit_bias": {str(i): 5 for i in favoured}}
+    return {"max_tokens": 800, "logit_bias": {str(i): 5 for i in favoured}}
 
 
 def check(calls, names=None):
@@ -104,7 +104,7 @@ def test_required_and_named_in_the_templates_syntax(server, kw):
     check(r.choices[0].message.tool_calls, ["get_time"])
     r = c.chat.completions.create(model="t", messages=USER, tools=TOOLS, tool_choice="required",
                                   parallel_tool_calls=False, **kw, seed=4)
-    assert len(r.choices[0].message.tool_calls) == 1
+    assert len(r.choices[0].message.tool_calls or []) == 1, r
     r = c.chat.completions.create(model="t", messages=USER, tools=TOOLS, tool_choice="none", max_tokens=20, seed=5)
     assert not r.choices[0].message.tool_calls
 
