@@ -25,7 +25,7 @@ import toolgram  # noqa: E402
 from toolgram.compiler.constraint import passes, specialise  # noqa: E402
 from toolgram.ir import EMPTY, Alt, Rep, Seq, Tok, alt, seq  # noqa: E402
 
-from reasoning_markers import fastest  # noqa: E402
+from reasoning_markers import fastest, timings  # noqa: E402
 from constraints import tools  # noqa: E402
 
 PAIRS = [("glm45", "glm45"), ("seed_oss", "seed_oss"), ("minimax_m2", "minimax_m2"), ("qwen3_coder", "qwen35"),
@@ -60,35 +60,9 @@ def _escape_as_nothing(rules: dict, ahead: dict) -> dict:
 
 def measure(name, reasoning):
     """(build ms, compile ms, mask fill µs per position, whether the output was accepted, text length)."""
-    import time
-    import llguidance
-    import llguidance.numpy as lnp
-    from vocabs import byte_vocab
     g = toolgram.load(name, reasoning)
-    v = byte_vocab(name, True)
     spec = g.compiled.reasoning
-    best, text = 1e9, ""
-    for r in range(5):
-        ts = tools(20)
-        ts[0]["function"]["description"] = f"run {r}-{time.perf_counter()}"      # a new tool set each time
-        t = time.perf_counter()
-        text = g.constraint(ts, "auto", tokenizer=v.added).text
-        best = min(best, time.perf_counter() - t)
-    compile_s = []
-    for _ in range(5):
-        t = time.perf_counter()
-        m = llguidance.LLMatcher(v.lt, text, log_level=0)
-        compile_s.append(time.perf_counter() - t)
-    out = f"{spec.open or ''}Plan first.{spec.close}The answer{spec.close} is 42."
-    mask = lnp.allocate_token_bitmask(1, v.lt.vocab_size)
-    fills = []
-    for tok in v.encode(out):
-        t = time.perf_counter()
-        lnp.fill_next_token_bitmask(m, mask, 0)
-        fills.append(time.perf_counter() - t)
-        if not m.consume_token(tok):
-            break
-    return best * 1000, min(compile_s) * 1000, [f * 1e6 for f in fills], m.is_accepting(), len(text)
+    return timings(g, f"{spec.open or ''}Plan first.{spec.close}The answer{spec.close} is 42.")
 
 
 def main() -> None:

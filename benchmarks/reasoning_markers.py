@@ -32,12 +32,18 @@ PAIRS = [("hermes", "qwen3"), ("qwen3_coder", "qwen3"), ("deepseek_v3", "deepsee
 
 def measure(name, reasoning):
     """(build ms, compile ms, mask fill µs per position, whether the output was accepted)."""
+    g = toolgram.load(name, reasoning) if reasoning else toolgram.load(name)
+    spec = g.compiled.reasoning
+    return timings(g, f"{spec.open or ''}I could call {g.triggers[0]} here, or not.{spec.close}The answer is 42.")[:4]
+
+
+def timings(g, out: str):
+    """For ``g``'s `auto` constraint, 20 new tools, a byte vocabulary with the family's special tokens: (build ms,
+    compile ms, mask fill µs per position of ``out``, whether ``out`` was accepted, text length)."""
     import llguidance
     import llguidance.numpy as lnp
     from vocabs import byte_vocab
-    g = toolgram.load(name, reasoning) if reasoning else toolgram.load(name)
-    v = byte_vocab(name, True)
-    spec = g.compiled.reasoning
+    v = byte_vocab(g.name, True)
     best, text = 1e9, ""
     for r in range(5):
         ts = tools(20)
@@ -50,7 +56,6 @@ def measure(name, reasoning):
         t = time.perf_counter()
         m = llguidance.LLMatcher(v.lt, text, log_level=0)
         compile_s.append(time.perf_counter() - t)
-    out = f"{spec.open or ''}I could call {g.triggers[0]} here, or not.{spec.close}The answer is 42."
     mask = lnp.allocate_token_bitmask(1, v.lt.vocab_size)
     fills = []
     for tok in v.encode(out):
@@ -59,7 +64,7 @@ def measure(name, reasoning):
         fills.append(time.perf_counter() - t)
         if not m.consume_token(tok):
             break
-    return best * 1000, min(compile_s) * 1000, [f * 1e6 for f in fills], m.is_accepting()
+    return best * 1000, min(compile_s) * 1000, [f * 1e6 for f in fills], m.is_accepting(), len(text)
 
 
 def fastest(runs):
