@@ -6,6 +6,8 @@ lexer can treat each spelling as a marker: held back while partial, and usable t
 """
 from __future__ import annotations
 
+import functools
+
 try:
     from re import _constants as C  # Python >= 3.11
     from re import _parser as P
@@ -247,6 +249,17 @@ def render_capture(pattern: str, group: str, value: str) -> str:
                 return pattern[:start] + "(?:" + escaped + ")" + pattern[i + 1:]
         i += 1
     raise Unsupported("unbalanced group")
+
+
+@functools.lru_cache(maxsize=256)
+def capture_template(pattern: str, group: str, bound: int = 4) -> tuple[str, str] | None:
+    """``bounded(render_capture(pattern, group, value))`` as the text before and after the value's escaped
+    characters (parsed once per pattern, not once per value); None where the pattern already holds NUL."""
+    out = bounded(render_capture(pattern, group, "\0"), bound)
+    if "\0" in pattern or out.count("\\x00") != 1:
+        return None
+    before, after = out.split("\\x00")
+    return before, after
 
 
 def regex_items(pattern: str):

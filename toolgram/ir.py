@@ -186,11 +186,11 @@ class _Compound(Node):
     __slots__ = ()
 
     def __hash__(self) -> int:
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            h = self.__dict__["_hash"] = hash((type(self), *self.__getstate__().values()))
-            return h
+        d = self.__dict__
+        h = d.get("_hash")
+        if h is None:
+            h = d["_hash"] = hash((type(self), *[d[f] for f in self.__dataclass_fields__]))
+        return h
 
     def __getstate__(self) -> dict:
         return {f: self.__dict__[f] for f in self.__dataclass_fields__}
@@ -250,24 +250,25 @@ class Lazy(Node):
 
 EMPTY = Seq(())
 NOTHING = Alt(())
-_NONE = type(None)
 
 
 def seq(*items) -> Node:
-    kinds = set(map(type, items))                 # (node classes have no subclasses: exact type tests)
-    if Seq in kinds or _NONE in kinds:
-        flat = []
-        for it in items:
-            if it is None:
-                return None
-            if type(it) is Seq:
-                flat.extend(it.items)
-            else:
-                flat.append(it)
-        kinds = set(map(type, flat))
-    else:
-        flat = items
-    if Alt in kinds and any(type(x) is Alt and not x.options for x in flat):
+    flat: list = []
+    nothing = False
+    for it in items:
+        t = type(it)                              # (node classes have no subclasses: exact type tests)
+        if t is Seq:
+            for x in it.items:
+                if type(x) is Alt and not x.options:
+                    nothing = True
+            flat.extend(it.items)
+        elif it is None:
+            return None
+        else:
+            if t is Alt and not it.options:
+                nothing = True
+            flat.append(it)
+    if nothing:
         return NOTHING
     return flat[0] if len(flat) == 1 else Seq(tuple(flat))
 

@@ -71,18 +71,13 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
                        tokens=tokens, whitespace=whitespace or grammar_whitespace(g))
     # the call rule, and every alternative named after it (``-> call``), is one form of a call
     call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
-    calls = []
+    calls = False
     for form in call_rules:
-        forms = []
-        for i, tool in enumerate(request.chosen):
-            body = spec.call(form, tool)
-            if body is not None:
-                name = f"tg_{form}_{i}"
-                out[name] = body
-                forms.append(Ref(name))
-        if forms:
-            out[f"tg_call__{form}"] = alt(*forms)
-            calls.extend(forms)
+        bodies = [b for b in (spec.call(form, tool) for tool in request.chosen) if b is not None]
+        if bodies:
+            out[f"tg_call__{form}"] = _factored(bodies, out, f"tg_{form}")
+            calls = True
+    inside_calls = set(out)                      # (the rules of the calls: no content lexeme is open in them)
     content = frozenset(n for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content")
     v = Variants(rules, call_rules, out, spec.leaf, max_calls,
                  blank=None if spec.content_ok else spec.blank(), content=content)
@@ -111,8 +106,38 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     if spec.lookaheads:
         passes.lookaheads(out, spec.lookaheads)
     if spec.content_guard:
-        out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, {c.name for c in calls})
+        out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, inside_calls)
     return passes.finish(out)
+
+
+def _factored(bodies: list, out: dict, prefix: str) -> Node:
+    """The alternation of ``bodies`` (the tools' forms of one call rule) with the beginnings they share written
+    once: ``P X0 | P X1`` is ``P (X0 | X1)``, each alternation where the tools part a rule of its own (named
+    ``prefix`` and a number).  The passes after (derivatives by a marker, lazy endings) then walk the shared
+    beginning once, not once per tool, and the rules of what follows are shared by name.  Same language."""
+    def rows(node) -> list:
+        return [o.items if type(o) is Seq else (o,) for o in (node.options if type(node) is Alt else (node,))]
+
+    def build(group: list, top: bool) -> Node:
+        shared = []
+        while True:
+            heads: dict = {}
+            for r in group:
+                heads.setdefault(r[0] if r else None, []).append(r[1:])
+            if len(heads) > 1 or None in heads:
+                break
+            (head, group), = heads.items()
+            shared.append(head)
+        options = [EMPTY if head is None else seq(head, *rests[0]) if len(rests) == 1 else
+                   seq(head, build(rests, False)) for head, rests in heads.items()]
+        node = alt(*options)
+        if not top and type(node) is Alt:
+            name = f"{prefix}__{len(out)}"
+            out[name] = node
+            node = Ref(name)
+        return seq(*shared, node)
+
+    return build([r for b in bodies for r in rows(b)], True)
 
 
 def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens: dict, calls: set) -> dict:
@@ -120,7 +145,7 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
     character guarded content may not begin with and a spelled content marker begins with it too (mistral:
     the bare list's ``[`` and ``[TOOL_CALLS]``).  Otherwise llguidance's lexer, after `` [``, goes on in the
     lazy content lexeme (whitespace, then the marker's beginning), which dies at the next character (``{``),
-    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the per-tool call rules) no
+    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the rules the calls were built in) no
     content lexeme is open: those rules are left as they are."""
     firsts = {m[0] for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content"
               for m in g.text_stops.get(n, ()) if m and m not in tokens}

@@ -53,11 +53,11 @@ def _escape_re(text: str) -> str:
     return "".join(regex_char(ord(c)) for c in text)
 
 
-def _shared_nodes(rules: dict) -> set:
-    """Ids of the compound nodes (with children) and JSON Schema leaves that the rules reach from more than
-    one place."""
+def _shared_nodes(rules: dict) -> dict:
+    """The compound nodes (with children; by id) and JSON Schema leaves (by value: two tools' equal schemas,
+    built apart) that the rules reach from more than one place -> how many places."""
     seen: set = set()
-    shared: set = set()
+    shared: dict = {}
     todo = list(rules.values())
     pop, push = todo.pop, todo.extend
     while todo:
@@ -70,17 +70,22 @@ def _shared_nodes(rules: dict) -> set:
         elif t is Rep:
             kids = (n.item,)
         elif t is Json:
-            kids = None
+            if n in seen:
+                shared[n] = shared.get(n, 1) + 1
+            seen.add(n)
+            continue
         else:
             continue
         if id(n) in seen:
-            shared.add(id(n))
-        elif kids is None:
-            seen.add(id(n))
+            shared[id(n)] = shared.get(id(n), 1) + 1
         elif kids:
             seen.add(id(n))
             push(kids)
     return shared
+
+
+_RULE_COST = 12         # the text a rule adds (its name, where written and where used): a shared node whose
+#                        copies in place would be no longer than the rule is written in place
 
 
 class _Writer:
@@ -95,7 +100,7 @@ class _Writer:
         self.rules = rules
         self.extra: list[str] = []
         self.shared = _shared_nodes(rules)
-        self.parts: dict = {}           # id -> (node, its rule's name), for shared nodes already written
+        self.parts: dict = {}           # id (a JSON leaf: itself) -> (node, its rule's name), once written
         self.counter = 0
 
     def fresh(self, base: str) -> str:
@@ -113,8 +118,8 @@ class _Writer:
     def node(self, n: Node, top: bool = False) -> str:
         t = type(n)
         if t is Seq or t is Alt or t is Rep:
-            return self.part(n) if id(n) in self.shared else self.compound(n, top)
-        if t is Json and id(n) in self.shared:
+            return self.part(n, top) if id(n) in self.shared else self.compound(n, top)
+        if t is Json and n in self.shared:
             return self.part(n)
         return self.leaf(n)
 
@@ -136,16 +141,21 @@ class _Writer:
             raise ConstraintError(f"internal: terminal {n.name} left in a constraint")
         raise ConstraintError(f"internal: unknown node {n!r}")
 
-    def part(self, n: Node) -> str:
-        """A shared node: its rule's name (the rule written the first time)."""
-        hit = self.parts.get(id(n))
+    def part(self, n: Node, top: bool = False) -> str:
+        """A shared node: its rule's name (the rule written the first time), or the node in place where its
+        copies would be no longer than the rule."""
+        key = n if type(n) is Json else id(n)
+        hit = self.parts.get(key)
         if hit is None:
             text = self.body(n)
-            name = self.fresh("tg__part") if text else ""
-            if name:
+            uses = self.shared[key]
+            if type(n) is not Json and uses * len(text) <= len(text) + _RULE_COST * (uses + 1):
+                name = None
+            else:
+                name = self.fresh("tg__part")
                 self.rule(name, text)
-            hit = self.parts[id(n)] = (n, name)     # (holding the node keeps its id from being reused)
-        return self.ref(hit[1]) if hit[1] else ""
+            hit = self.parts[key] = (n, name)       # (holding the node keeps its id from being reused)
+        return self.compound(hit[0], top) if hit[1] is None else self.ref(hit[1])
 
     def compound(self, n: Node, top: bool) -> str:
         t = type(n)

@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 
 from toolgram.errors import ConstraintError
-from toolgram.compiler.regexlang import (Unsupported, bounded, regex_char, render_capture, split_at_words,
-                                         whitespace_run)
+from toolgram.compiler.regexlang import (Unsupported, bounded, capture_template, regex_char, render_capture,
+                                         split_at_words, whitespace_run)
 from toolgram.compiler.schema_grammar import SchemaGrammar, join
 from toolgram.ir import (BLOCK, EMPTY, LITERAL, LOOKAHEAD, PATTERN, TEXT, Alt, ArgSpec, CompiledGrammar, Lit, Node,
                          Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq)
-from toolgram.request import Tool, Whitespace
+from toolgram.request import Tool, Whitespace, data_key
 from toolgram.runtime import encodings
 from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
@@ -57,6 +57,7 @@ class Specialiser:
         self._plain: dict[str, Node | None] = {}
         self._blanks: dict = {}
         self._values: dict = {}                   # (terminal, value schema...) -> the value node
+        self._shared: dict = {}                   # the encodings' pieces in common (`shared`)
         self._fixed: dict = {}                    # id of a grammar node -> (node, its form for every tool) or
         #                                           (node, None) when its form depends on the tool or argument
         # the encodings' view of this grammar (`encodings.ConstraintContext`)
@@ -77,6 +78,12 @@ class Specialiser:
         node = gen.value(schema)
         self.out.update(gen.rules)
         return node
+
+    def shared(self, key, make):
+        hit = self._shared.get(key)
+        if hit is None:
+            hit = self._shared[key] = make()
+        return hit
 
     def blank(self, most: int | None = None, chars: str = " \n", fewest: int = 0) -> Node:
         """A run of ``fewest`` to ``most`` whitespace characters of ``chars``, at most the request's
@@ -191,7 +198,9 @@ class Specialiser:
                 return Regex("".join(regex_char(ord(c)) for c in name) + f"[ \\n]{{0,{most}}}")
             return Lit(name)
         try:
-            pattern = bounded(render_capture(spec.name_re.pattern, "name", name))
+            around = capture_template(spec.name_re.pattern, "name")
+            pattern = around[0] + "".join(map(regex_char, map(ord, name))) + around[1] if around else \
+                bounded(render_capture(spec.name_re.pattern, "name", name))
         except Unsupported as e:
             raise ConstraintError(f"grammar {self.g.name}: the name of terminal {spec.name} cannot be "
                                   f"generated ({e})") from None
@@ -265,9 +274,9 @@ class Specialiser:
             if self.argument and at.arg is None and _mentions(node.item, self.argument):
                 # every call form of a tool (``function`` and ``open_function -> function``) holds the same
                 # argument list: build it once per tool (nodes are immutable and may be shared)
-                key = (at.tool.name, node)
+                key = (data_key(at.tool.closed), node)
                 if key not in self._args:
-                    self._args[key] = self._arguments(node, at, stack)
+                    self._args[key] = self._as_rule(self._arguments(node, at, stack))
                 return self._args[key]
             item = self._spec(node.item, at, stack)
             if item is None:
@@ -277,6 +286,15 @@ class Specialiser:
                 return item                       # a value that cannot be empty may not be left out
             return Rep(item, node.lo, node.hi)
         return node
+
+    def _as_rule(self, node):
+        """A tool's arguments as a rule of their own (tools with equal schemas share it): the passes after
+        derive and end it once, by name, whatever call form or tool it stands in."""
+        if type(node) not in (Seq, Alt, Rep) or node == EMPTY:
+            return node
+        name = f"tg_args{len(self.out)}"
+        self.out[name] = node
+        return Ref(name)
 
     def _holds_value(self, node: Node) -> bool:
         if isinstance(node, Tok):
@@ -298,13 +316,13 @@ class Specialiser:
             if spec.role == "value":
                 return self._value(spec, at)
             # a tool's arguments block, made once per tool: the call forms share it (written once, as a rule)
-            key = (tool.name, name)
+            enc = encodings.get(spec.block)
+            key = (tool.name if enc.finds_name else data_key(tool.closed), name)
             if key not in self._args:
-                enc = encodings.get(spec.block)
                 if enc.arguments is None:
                     raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold a call's "
                                           f"arguments")
-                self._args[key] = enc.arguments(self, spec, tool)
+                self._args[key] = self._as_rule(enc.arguments(self, spec, tool))
             return self._args[key]
         if spec.takes_id:
             return self._id(spec)

@@ -195,23 +195,30 @@ def _call(ctx, spec, tool):
         # JSON could write any name, but a call the parser refuses would come back as content
         raise ConstraintError(f"tool {tool.name!r}: the name cannot be read back in grammar {ctx.grammar!r}")
     ws = ctx.json_space
-    names = spec.options.get("name_keys") or ["name"]
-    arg_keys = spec.options.get("arguments_keys") or ["arguments", "parameters"]
+    names = tuple(spec.options.get("name_keys") or ["name"])
+    arg_keys = tuple(spec.options.get("arguments_keys") or ["arguments", "parameters"])
+    id_keys = tuple(spec.options.get("id_keys") or [])
     params = object_schema(tool.closed)
-    name_member = seq(alt(*[Lit(json.dumps(k)) for k in names]), ws, Lit(":"), ws,
-                      Lit(json.dumps(tool.name, ensure_ascii=False)))
-    args_member = seq(alt(*[Lit(json.dumps(k)) for k in arg_keys]), ws, Lit(":"), ws,
-                      Json.of(params, f"tool {tool.name!r}"))
-    both = alt(seq(name_member, ws, Lit(","), ws, args_member), seq(args_member, ws, Lit(","), ws, name_member))
+
+    def member(keys, value):
+        """``"key" : value`` with any of ``keys``."""
+        return seq(ctx.shared(("json_call.keys", keys, ws), lambda: seq(alt(*[Lit(json.dumps(k)) for k in keys]),
+                                                                         ws, Lit(":"), ws)), value)
+
+    # (members that do not depend on the name are made once per request: many tools share them)
+    name_member = member(names, Lit(json.dumps(tool.name, ensure_ascii=False)))
+    schema = json.dumps(params, ensure_ascii=False)
+    args_member = ctx.shared(("json_call.arguments", arg_keys, schema, ws),
+                             lambda: member(arg_keys, Json(schema, f"tool {tool.name!r}")))
+    comma = ctx.shared(("json_call.comma", ws), lambda: seq(ws, Lit(","), ws))
+    both = alt(seq(name_member, comma, args_member), seq(args_member, comma, name_member))
     if spec.options.get("name_only", True) and not params.get("required"):
         both = alt(both, name_member)
-    id_keys = spec.options.get("id_keys") or []
     if id_keys:
         # the native id the grammar declares (read back as the call's id): optional, first or last (templates
         # write it either way; the members between are one shared node)
-        id_member = seq(alt(*[Lit(json.dumps(k)) for k in id_keys]), ws, Lit(":"), ws,
-                        alt(Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}")))
-        comma = seq(ws, Lit(","), ws)
+        id_member = ctx.shared(("json_call.id", id_keys, ws), lambda: member(id_keys, alt(
+            Regex(r'"[A-Za-z0-9_\-]{1,64}"'), Regex(r"0|[1-9][0-9]{0,17}"))))
         both = alt(seq(id_member, comma, both), seq(both, Rep(seq(comma, id_member), 0, 1)))
     return seq(ctx.blank(), Lit("{"), ws, both, ws, Lit("}"))     # (what comes before the object: a separator)
 

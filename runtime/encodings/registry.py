@@ -41,6 +41,10 @@ class ConstraintContext(Protocol):
                      words=None, bare_keys: bool = False):
         """A node for a value of ``schema`` written as a ``syntax`` ("python" | "relaxed") literal."""
 
+    def shared(self, key, make: Callable[[], Any]):
+        """``make()``, made once per request for each hashable ``key`` (the pieces many tools have in common:
+        nodes are immutable and may be shared)."""
+
 
 @dataclass(frozen=True)
 class Encoding:
