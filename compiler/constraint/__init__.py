@@ -33,6 +33,7 @@ from toolgram.runtime.parser import start_state
 
 SYNTAXES = ("lark", "gbnf", "structural_tag")
 _CONSTRAINTS = LRU("constraints", 512)
+_VARIANTS = LRU("constraint variants", 512)       # (grammar, start, mode, settings...) -> the start's variants
 
 
 @dataclass
@@ -92,15 +93,28 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
         spec.content_openers = tuple(m for m in openers if m not in spec.tokens)
     # nor may content hold such a marker as a token (content holds the grammar's other marker tokens)
     spec.content_unheld = frozenset(openers)
-    top = Ref(start_rule)
-    if mode in ("required", "named"):
-        start = v.restrict(top, "many" if request.parallel else "one")
-    elif mode == "auto" and calls:
-        start = v.restrict(top, "any") if request.parallel else alt(v.restrict(top, "zero"), v.restrict(top, "one"))
-    else:
-        start = v.restrict(top, "zero")
+    # the start rule restricted by call count: it does not depend on the tools (their calls are rules by name),
+    # so it is kept per grammar and settings
+    forms = tuple(f for f in call_rules if f"tg_call__{f}" in out)
+    key = (start_rule, mode, request.parallel, forms, max_calls, spec.settings())
+    made = _VARIANTS.get(key)
+    if made is None:
+        before = set(out)
+        top = Ref(start_rule)
+        if mode in ("required", "named"):
+            start = v.restrict(top, "many" if request.parallel else "one")
+        elif mode == "auto" and calls:
+            start = v.restrict(top, "any") if request.parallel else alt(v.restrict(top, "zero"),
+                                                                        v.restrict(top, "one"))
+        else:
+            start = v.restrict(top, "zero")
+        made = (start, {k: n for k, n in out.items() if k not in before}, dict(spec.lookaheads))
+        _VARIANTS.put(key, made)
+    start, variants, ahead = made
     if start is None:
         raise ConstraintError(f"grammar {g.name}: no output of this grammar fits tool_choice {mode!r}")
+    out.update(variants)
+    spec.lookaheads.update(ahead)
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
     if spec.lookaheads:
@@ -132,10 +146,14 @@ def _factored(bodies: list, out: dict, prefix: str) -> Node:
                    seq(head, build(rests, False)) for head, rests in heads.items()]
         node = alt(*options)
         if not top and type(node) is Alt:
-            name = f"{prefix}__{len(out)}"
-            out[name] = node
-            node = Ref(name)
+            ref = made.get(node)                 # (equal alternatives: tools whose calls differ only before)
+            if ref is None:
+                ref = made[node] = Ref(f"{prefix}__{len(out)}")
+                out[ref.name] = node
+            node = ref
         return seq(*shared, node)
+
+    made: dict = {}
 
     return build([r for b in bodies for r in rows(b)], True)
 

@@ -150,12 +150,13 @@ class _Writer:
             text = self.body(n)
             uses = self.shared[key]
             if type(n) is not Json and uses * len(text) <= len(text) + _RULE_COST * (uses + 1):
-                name = None
+                hit = (n, None, text, self.compound(n, False))     # (its text in place: as a body, nested)
             else:
                 name = self.fresh("tg__part")
                 self.rule(name, text)
-            hit = self.parts[key] = (n, name)       # (holding the node keeps its id from being reused)
-        return self.compound(hit[0], top) if hit[1] is None else self.ref(hit[1])
+                hit = (n, self.ref(name))
+            self.parts[key] = hit                   # (holding the node keeps its id from being reused)
+        return hit[1] or hit[2 if top else 3]
 
     def compound(self, n: Node, top: bool) -> str:
         t = type(n)

@@ -210,6 +210,9 @@ class _LazyHeads:
         self._nullable: dict = {}
         self._heads: dict = {}
         self._derivs: dict = {}                  # (id of a compound node, literal) -> (node, its derivative)
+        self._endings: dict = {}                 # (id of a compound node, marker) -> (node, its ending)
+        self._plain: dict = {}                   # id of a compound node -> (node, `plain`)
+        self._stops: dict = {}                   # (excluded markers, id of a node) -> (node, `stops`, found)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
         self.loops: dict = {}                    # id of a loop -> (it, its right-recursive rule or None)
@@ -326,6 +329,11 @@ class _LazyHeads:
     def stops(self, excluded, nxt: Node) -> tuple:
         """(the excluded markers, spelled with ordinary tokens, that ``nxt`` may start with; whether it may
         start otherwise)."""
+        key = (excluded, id(nxt))
+        hit = self._stops.get(key)
+        if hit is not None:
+            self.found |= hit[2]
+            return hit[1]
         firsts, other = self.first(nxt)
         found = set()
         for f in firsts:
@@ -335,7 +343,9 @@ class _LazyHeads:
             else:
                 found.add(stop)
         self.found |= found
-        return sorted(found), other or self.nullable(nxt)
+        out = sorted(found), other or self.nullable(nxt)
+        self._stops[key] = (nxt, out, found)     # (holding the node keeps its id from being reused)
+        return out
 
     # -- derivative ------------------------------------------------------------------------------------
     def split(self, name: str, lit: str) -> bool:
@@ -409,6 +419,25 @@ class _LazyHeads:
         return out
 
     # -- rewriting -------------------------------------------------------------------------------------
+    def plain(self, node: Node) -> bool:
+        """Whether the rewrite leaves ``node`` (a compound) as it is: it holds no free text, refers to no rule
+        that text may end, and (with marker tokens) has no spelled closers to merge (most of a call's
+        arguments: its rule is left as it is)."""
+        hit = self._plain.get(id(node))
+        if hit is None:
+            t = type(node)
+            kids = node.items if t is Seq else node.options if t is Alt else (node.item,)
+            ok = True
+            for x in kids:
+                tx = type(x)
+                if tx is Text or tx is Ref and self.tails(x) or tx in _COMPOUND and not self.plain(x):
+                    ok = False
+                    break
+            if ok and t is Seq and self.tokens:
+                ok = self.spelled_closers(node.items) is node.items
+            hit = self._plain[id(node)] = (node, ok)      # (holding the node keeps its id from being reused)
+        return hit[1]
+
     def rewrite(self, node: Node) -> Node:
         t = type(node)
         if t is not Seq and t is not Alt and t is not Rep:
@@ -563,6 +592,16 @@ class _LazyHeads:
                 self.rules[name] = body
             name = self.ended[key]
             return Ref(name) if name else None
+        t = type(node)
+        if t is not Alt and t is not Seq and t is not Rep:
+            return None
+        key = (id(node), m)
+        hit = self._endings.get(key)
+        if hit is None:
+            hit = self._endings[key] = (node, self._ending(node, m))   # (holding it keeps its id unused)
+        return hit[1]
+
+    def _ending(self, node: Node, m: str):
         if isinstance(node, Alt):
             options = [e for e in (self.ending(o, m) for o in node.options if self.tails(o)) if e is not None]
             return _alt(*options) if options else None
@@ -612,7 +651,8 @@ def lazy_heads(rules: dict, tokens: dict) -> dict:
         names = [n for n in lh.rules if n not in out] + lh.resplit
         lh.resplit = []
         for name in names:
-            out[name] = lh.rewrite(lh.rules[name])
+            body = lh.rules[name]
+            out[name] = body if type(body) in _COMPOUND and lh.plain(body) else lh.rewrite(body)
     return {name: out[name] for name in lh.rules}
 
 

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from toolgram.cache import LRU
 from toolgram.errors import ConstraintError
 from toolgram.compiler.regexlang import (Unsupported, bounded, capture_template, regex_char, render_capture,
                                          split_at_words, whitespace_run)
@@ -24,6 +25,8 @@ from toolgram.runtime import encodings
 from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
 
+_LEAVES = LRU("constraint leaves", 4096)       # (grammar, terminal, request settings) -> its node
+_MISSING = object()
 HOLD_TOKENS = False          # text may hold the marker tokens the parser keeps in it (see `_make_leaf`)
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
 
@@ -54,7 +57,9 @@ class Specialiser:
         self.lookaheads: dict = {}                # lookahead terminals met -> the markers each must stand before
         self.argument = g.argument_rule
         self._args: dict = {}                     # (tool, repetition or block) -> its arguments (shared by forms)
+        self._arg_rules: dict = {}                # arguments -> the rule that holds them
         self._plain: dict[str, Node | None] = {}
+        self._tokens_key = None
         self._blanks: dict = {}
         self._values: dict = {}                   # (terminal, value schema...) -> the value node
         self._shared: dict = {}                   # the encodings' pieces in common (`shared`)
@@ -106,13 +111,29 @@ class Specialiser:
         return node
 
     # -- leaves --------------------------------------------------------------------------------------
+    def settings(self) -> tuple:
+        """What the tool-free nodes made for this request depend on besides the grammar (a cache key)."""
+        if self._tokens_key is None:
+            self._tokens_key = data_key(self.tokens)
+        return (self.g.fingerprint, self._tokens_key, self.whitespace, self.content_ok, self.max_reasoning,
+                self.content_guard, self.content_openers, self.content_unheld)
+
     def leaf(self, name: str) -> Node | None:
-        """A terminal that does not depend on the tool (nodes are immutable: one is shared by every tool)."""
+        """A terminal that does not depend on the tool (nodes are immutable: one is shared by every tool, and
+        by every request with the same settings)."""
         try:
             return self._plain[name]
         except KeyError:
-            node = self._plain[name] = self._make_leaf(name)
-            return node
+            pass
+        key = (name, self.settings())
+        node = _LEAVES.get(key, _MISSING)
+        if node is _MISSING:
+            node = self._make_leaf(name)
+            _LEAVES.put(key, node)
+        elif self.specs[name].kind == LOOKAHEAD:
+            self.lookaheads[name] = self.specs[name].lookahead      # (what making it records)
+        self._plain[name] = node
+        return node
 
     def _markers(self) -> list:
         """The grammar's literal markup and the tokenizer's marker tokens (what may be single tokens)."""
@@ -292,9 +313,11 @@ class Specialiser:
         derive and end it once, by name, whatever call form or tool it stands in."""
         if type(node) not in (Seq, Alt, Rep) or node == EMPTY:
             return node
-        name = f"tg_args{len(self.out)}"
-        self.out[name] = node
-        return Ref(name)
+        ref = self._arg_rules.get(node)          # (equal arguments built apart: two call forms' equal objects)
+        if ref is None:
+            ref = self._arg_rules[node] = Ref(f"tg_args{len(self.out)}")
+            self.out[ref.name] = node
+        return ref
 
     def _holds_value(self, node: Node) -> bool:
         if isinstance(node, Tok):
