@@ -75,13 +75,12 @@ def test_enough_agreement_cases():
 
 
 def test_call_free_outputs_are_accepted_by_auto_and_none():
-    from toolgram.compiler.constraint.specialise import HOLD_TOKENS
     checked = 0
     for case in ALL_CASES:
         g = corpus.grammar_for(case)
         r = g.parse(case.output, case.tools, reasoning=case.reasoning, prompt=case.prompt)
-        # markup inside reasoning is checked where text holds marker tokens (this tokenizer makes markers tokens)
-        outside = case.output.replace(r.reasoning_content or "\0", "") if HOLD_TOKENS else case.output
+        # markup inside reasoning is checked too: text holds the markers this tokenizer makes (non-special) tokens
+        outside = case.output.replace(r.reasoning_content or "\0", "")
         if r.tool_calls or r.recovered or any(t in outside for t in g.triggers):
             continue
         tok, _ = tokenizer_for(g)

@@ -86,7 +86,8 @@ class Grammar:
         ``tool_choice``: "required" | "auto" (lazy: free text until a call marker) | "none" |
         ``{"type": "function", "function": {"name": ...}}``.  ``syntax``: "lark" (llguidance; ``dialect=
         "xgrammar"`` for xgrammar's compile_lark), "gbnf" (llama.cpp) or "structural_tag" (xgrammar / vLLM).
-        ``tokenizer``: markers that are single added tokens are then written as tokens.  ``reasoning=False``:
+        ``tokenizer``: markers that are single added tokens are then written as tokens (and reasoning or
+        content may hold those that are not special tokens, where the parser keeps them as text).  ``reasoning=False``:
         the request turned reasoning off.  ``max_reasoning``: cap on reasoning characters.
         ``max_calls``: cap on how often a repetition of calls may repeat.  ``whitespace``: the whitespace the
         model may write, over the grammar's defaults (a dict of some of ``json_spaces``, ``json_indent``,

@@ -23,7 +23,7 @@ from toolgram.cache import LRU
 from toolgram.compiler.constraint import emit, passes
 from toolgram.compiler.constraint.cuts import cut_literals
 from toolgram.compiler.constraint.specialise import Specialiser
-from toolgram.compiler.constraint.tokens import added_tokens
+from toolgram.compiler.constraint.tokens import added_tokens, holdable_tokens
 from toolgram.compiler.constraint.variants import Variants
 from toolgram.compiler.regexlang import regex_char, whitespace_run
 from toolgram.errors import ConstraintError
@@ -60,16 +60,18 @@ class Constraint:
 
 def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "start", max_reasoning: int | None = None,
                 max_calls: int | None = None, tokens: dict | None = None, guard_content: bool = False,
-                whitespace: Whitespace | None = None) -> dict:
+                whitespace: Whitespace | None = None, holdable: frozenset | None = None) -> dict:
     """The constraint's rules for a checked request: name -> node, "start" first.  ``start_rule``: the rule
-    the output begins in (`runtime.parser.start_state` of the request's reasoning switch and prompt)."""
+    the output begins in (`runtime.parser.start_state` of the request's reasoning switch and prompt).
+    ``holdable``: the marker tokens text may hold (`tokens.holdable_tokens`; default: all of ``tokens``)."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
     mode = request.mode
     out: dict = {}
     spec = Specialiser(g, rules, out, content_ok=mode in ("auto", "none"), max_reasoning=max_reasoning,
-                       tokens=tokens, whitespace=whitespace or grammar_whitespace(g))
+                       tokens=tokens, whitespace=whitespace or grammar_whitespace(g),
+                       holdable=frozenset(tokens or ()) if holdable is None else holdable)
     # the call rule, and every alternative named after it (``-> call``), is one form of a call
     call_rules = [r for r in rules if r == g.call_rule or r.startswith(g.call_rule + "__alias")]
     calls = False
@@ -351,17 +353,18 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         raise ConstraintError("max_calls must be a positive integer", "max_calls")
     ws = grammar_whitespace(g).with_override(whitespace)
     tokens = added_tokens(tokenizer) if syntax == "lark" else {}
+    holdable = holdable_tokens(tokenizer) if tokens else frozenset()
     request = tools if isinstance(tools, ToolRequest) else None
     asked = request.key if request is not None else data_key((tools, tool_choice, parallel_tool_calls))
     start = start_state(g, reasoning, prompt)
-    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), start, max_reasoning, max_calls, ws)
+    key = (g.fingerprint, asked, syntax, dialect, data_key(tokens), holdable, start, max_reasoning, max_calls, ws)
     hit = _CONSTRAINTS.get(key)
     if hit is not None:
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
     rules = build_rules(g, request, start, max_reasoning, max_calls, tokens,
-                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws)
+                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws, holdable=holdable)
     if syntax == "lark":
         text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern(),
                             cut_at=emit.literal_pieces(cut_literals(g), tokens))

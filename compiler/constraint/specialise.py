@@ -27,7 +27,6 @@ from toolgram.runtime.textfilter import escape_xml
 
 _LEAVES = LRU("constraint leaves", 4096)       # (grammar, terminal, request settings) -> its node
 _MISSING = object()
-HOLD_TOKENS = False          # text may hold the marker tokens the parser keeps in it (see `_make_leaf`)
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
 
 
@@ -43,7 +42,8 @@ class Specialiser:
     """Builds, for one request, each tool's form of each call rule; new rules go to ``out``."""
 
     def __init__(self, g: CompiledGrammar, rules: dict, out: dict, *, content_ok: bool,
-                 max_reasoning: int | None, tokens: dict | None = None, whitespace: Whitespace = Whitespace()):
+                 max_reasoning: int | None, tokens: dict | None = None, whitespace: Whitespace = Whitespace(),
+                 holdable: frozenset = frozenset()):
         self.g = g
         self.rules = rules
         self.specs = g.terminals
@@ -51,6 +51,7 @@ class Specialiser:
         self.content_ok = content_ok
         self.max_reasoning = max_reasoning
         self.tokens = tokens or {}
+        self.holdable = holdable                  # marker tokens text may hold (`tokens.holdable_tokens`)
         self.content_guard = ""                   # characters content may not begin with (after whitespace)
         self.content_openers: tuple = ()          # markers content may not begin with (the parser's markup there)
         self.content_unheld: frozenset = frozenset()   # marker tokens content may not hold (openers of that markup)
@@ -115,8 +116,8 @@ class Specialiser:
         """What the tool-free nodes made for this request depend on besides the grammar (a cache key)."""
         if self._tokens_key is None:
             self._tokens_key = data_key(self.tokens)
-        return (self.g.fingerprint, self._tokens_key, self.whitespace, self.content_ok, self.max_reasoning,
-                self.content_guard, self.content_openers, self.content_unheld)
+        return (self.g.fingerprint, self._tokens_key, self.holdable, self.whitespace, self.content_ok,
+                self.max_reasoning, self.content_guard, self.content_openers, self.content_unheld)
 
     def leaf(self, name: str) -> Node | None:
         """A terminal that does not depend on the tool (nodes are immutable: one is shared by every tool, and
@@ -168,10 +169,7 @@ class Specialiser:
             if spec.role == "content" and (self.content_guard or self.content_openers):
                 pattern = _guard_pattern(self.content_guard, self.content_openers)
             text = Text(exclude=self.stops(name), lo=1, hi=hi, pattern=pattern)
-            # (off: under vLLM, which decodes with skip_special_tokens, a special token written in reasoning or
-            # content never reaches the text the parser reads; holding one broke the vLLM plugin's calls)
-            held = self._held_tokens(name) if HOLD_TOKENS and spec.role in ("reasoning", "content") and \
-                hi is None else ()
+            held = self._held_tokens(name) if spec.role in ("reasoning", "content") and hi is None else ()
             if spec.role == "content":
                 held = [t for t in held if t not in self.content_unheld]
             if not held:
@@ -191,12 +189,13 @@ class Specialiser:
         raise ConstraintError(f"grammar {self.g.name}: block terminal {name} outside a call")
 
     def _held_tokens(self, terminal: str) -> list:
-        """The grammar's markers that are added tokens and that text of ``terminal`` may hold: those that
-        neither are, contain, lie inside nor overlap a marker ending that text (then the pieces of text
-        around them cannot spell one)."""
+        """The grammar's markers that are added tokens and that text of ``terminal`` may hold: those the
+        tokenizer lets text hold (not its special tokens) that neither are, contain, lie inside nor overlap a
+        marker ending that text (then the pieces of text around them cannot spell one)."""
         ends = self.stops(terminal)
         markers = {x for s in self.specs.values() if s.kind == LITERAL for x in s.spellings}
-        return sorted(t for t in self.tokens if t in markers and not any(_overlap(t, e) for e in ends))
+        return sorted(t for t in self.tokens if t in markers and t in self.holdable and
+                      not any(_overlap(t, e) for e in ends))
 
     def _name(self, spec, tool: Tool) -> Node:
         name = tool.name
