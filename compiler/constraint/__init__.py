@@ -33,7 +33,7 @@ from toolgram.runtime.parser import start_state
 
 SYNTAXES = ("lark", "gbnf", "structural_tag")
 _CONSTRAINTS = LRU("constraints", 512)
-_VARIANTS = LRU("constraint variants", 512)       # (grammar, start, mode, settings...) -> the start's variants
+_VARIANTS = LRU("constraint_variants", 512)       # (grammar, start, mode, settings...) -> the start's variants
 
 
 @dataclass
@@ -131,6 +131,8 @@ def _factored(bodies: list, out: dict, prefix: str) -> Node:
     once: ``P X0 | P X1`` is ``P (X0 | X1)``, each alternation where the tools part a rule of its own (named
     ``prefix`` and a number).  The passes after (derivatives by a marker, lazy endings) then walk the shared
     beginning once, not once per tool, and the rules of what follows are shared by name.  Same language."""
+    made: dict = {}                              # alternation -> the rule holding it
+
     def rows(node) -> list:
         return [o.items if type(o) is Seq else (o,) for o in (node.options if type(node) is Alt else (node,))]
 
@@ -155,8 +157,6 @@ def _factored(bodies: list, out: dict, prefix: str) -> Node:
             node = ref
         return seq(*shared, node)
 
-    made: dict = {}
-
     return build([r for b in bodies for r in rows(b)], True)
 
 
@@ -165,8 +165,8 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
     character guarded content may not begin with and a spelled content marker begins with it too (mistral:
     the bare list's ``[`` and ``[TOOL_CALLS]``).  Otherwise llguidance's lexer, after `` [``, goes on in the
     lazy content lexeme (whitespace, then the marker's beginning), which dies at the next character (``{``),
-    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the rules the calls were built in) no
-    content lexeme is open: those rules are left as they are."""
+    and cannot give the whitespace back to the literal.  Inside a call (``calls``: the rules the calls were
+    built in) no content lexeme is open: those rules are left as they are."""
     firsts = {m[0] for n, t in g.terminals.items() if t.kind == TEXT and t.role == "content"
               for m in g.text_stops.get(n, ()) if m and m not in tokens}
     chars = set(guard) & firsts

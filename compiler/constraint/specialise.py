@@ -25,7 +25,7 @@ from toolgram.runtime import encodings
 from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
 
-_LEAVES = LRU("constraint leaves", 4096)       # (grammar, terminal, request settings) -> its node
+_LEAVES = LRU("constraint_leaves", 4096)       # (grammar, terminal, request settings) -> its node
 _MISSING = object()
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
 
