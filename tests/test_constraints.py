@@ -309,3 +309,29 @@ def test_cli_constraint(tmp_path, capsys):
     assert "not in tools" in capsys.readouterr().err
     assert main(["constraint", "hermes", "--tools", str(tools), "--vllm"]) == 0
     assert json.loads(capsys.readouterr().out)["structured_outputs"]["grammar"]
+
+
+@pytest.mark.parametrize("name", ["hunyuan_a13b", "deepseek_v4", "qwen3_coder", "harmony"])
+def test_constraint_text_does_not_depend_on_what_was_built_before(name):
+    """The tool-free parts kept across requests (leaves, call-count variants) are the same objects as this
+    request's own pieces where they are equal (whitespace runs): the text, which writes a node reached from
+    two places once, is the same whether the caches were cold or warm (the snapshot test ran after the
+    tokenizer matrix once and found four texts changed)."""
+    from toolgram.compiler import constraint as built
+    from constraint_helpers import tokenizer_for
+    g = toolgram.load(name)
+    tok, _ = tokenizer_for(g)
+    built._CONSTRAINTS.clear()
+    built._VARIANTS.clear()
+    from toolgram.compiler.constraint import specialise
+    specialise._LEAVES.clear()
+    def texts():
+        return [g.constraint([WEATHER, TIME], mode, parallel).text for mode in ("required", "auto")
+                for parallel in (True, False)]
+    first = texts()
+    for tools in ([WEATHER], [TIME], [WEATHER, TIME]):
+        for mode in ("auto", "required", "none"):
+            g.constraint(tools, mode, tokenizer=tok)
+            g.constraint(tools, mode, whitespace={"separator": 1})
+    built._CONSTRAINTS.clear()
+    assert texts() == first

@@ -17,6 +17,7 @@ from toolgram.compiler.regexlang import regex_char
 from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq
 
 _COMPOUND = frozenset({Seq, Alt, Rep})
+_TAILED = frozenset({Seq, Alt, Rep, Ref, Text})     # the nodes free text may end
 _WALKED = _COMPOUND | {Ref}
 
 
@@ -313,10 +314,15 @@ class _LazyHeads:
             return hit[1]
         cuts = self._cuts
         if t is Alt:
-            out = frozenset().union(*[self.tails(o, seen) for o in node.options])
+            out = frozenset().union(*[self.tails(o, seen) for o in node.options if type(o) in _TAILED])
         elif t is Seq:
             out = frozenset()
             for x in reversed(node.items):
+                tx = type(x)
+                if tx not in _TAILED:            # (a leaf: no text ends it; only an empty literal is nullable)
+                    if tx is Lit and not x.text:
+                        continue
+                    break
                 out |= self.tails(x, seen)
                 if not self.nullable(x):
                     break

@@ -97,17 +97,23 @@ class Specialiser:
         sep = self.whitespace.separator
         hi = max(fewest, sep if most is None else min(most, sep))
         chars = "".join(sorted(set(chars)))
-        key = (chars, fewest, hi)
+        key = ("blank", chars, fewest, hi)
         node = self._blanks.get(key)
         if node is None:
-            cls = "".join(regex_char(ord(c)) for c in chars)
-            cls = cls if len(chars) == 1 else f"[{cls}]"
-            if hi == 0:
-                node = EMPTY
-            elif fewest == 0:           # (a lexeme may not match the empty text)
-                node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
-            else:
-                node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
+            # one node per run across requests: the kept leaves and variants hold these too, and a node both
+            # they and this request's calls hold is written once (the constraint text does not depend on
+            # what was built before)
+            node = _LEAVES.get(key)
+            if node is None:
+                cls = "".join(regex_char(ord(c)) for c in chars)
+                cls = cls if len(chars) == 1 else f"[{cls}]"
+                if hi == 0:
+                    node = EMPTY
+                elif fewest == 0:           # (a lexeme may not match the empty text)
+                    node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
+                else:
+                    node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
+                _LEAVES.put(key, node)
             self._blanks[key] = node
         return node
 
