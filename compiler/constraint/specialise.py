@@ -26,6 +26,7 @@ from toolgram.runtime.schema_values import object_schema, resolve, types_of
 from toolgram.runtime.textfilter import escape_xml
 
 _LEAVES = LRU("constraint_leaves", 4096)       # (grammar, terminal, request settings) -> its node
+_BLANK_RUNS: dict = {}                          # (characters, fewest, most) -> the whitespace run's node
 _MISSING = object()
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-:/]{1,256}")
 
@@ -97,13 +98,13 @@ class Specialiser:
         sep = self.whitespace.separator
         hi = max(fewest, sep if most is None else min(most, sep))
         chars = "".join(sorted(set(chars)))
-        key = ("blank", chars, fewest, hi)
+        key = (chars, fewest, hi)
         node = self._blanks.get(key)
         if node is None:
             # one node per run across requests: the kept leaves and variants hold these too, and a node both
             # they and this request's calls hold is written once (the constraint text does not depend on
-            # what was built before)
-            node = _LEAVES.get(key)
+            # what was built before); never dropped (few: whitespace sets x bounds up to 64)
+            node = _BLANK_RUNS.get(key)
             if node is None:
                 cls = "".join(regex_char(ord(c)) for c in chars)
                 cls = cls if len(chars) == 1 else f"[{cls}]"
@@ -113,7 +114,7 @@ class Specialiser:
                     node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
                 else:
                     node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
-                _LEAVES.put(key, node)
+                node = _BLANK_RUNS.setdefault(key, node)
             self._blanks[key] = node
         return node
 
