@@ -173,7 +173,6 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
     if not chars:
         return rules
     out = dict(rules)
-    memo: dict = {}
 
     def head(node):
         """(the literal ``node`` begins with, the rest) or None."""
@@ -185,38 +184,24 @@ def _whitespace_into_markers(rules: dict, g: CompiledGrammar, guard: str, tokens
                 return first, Seq(out[node.name].items[1:])
         return None
 
-    def walk(node):
-        t = type(node)
-        if t not in (Seq, Alt, Rep):
-            return node
-        hit = memo.get(id(node))
-        if hit is not None:
-            return hit[1]
-        if t is Alt:
-            options = [walk(o) for o in node.options]
-            new = node if all(map(operator.is_, options, node.options)) else alt(*options)
-        elif t is Rep:
-            item = walk(node.item)
-            new = node if item is node.item else Rep(item, node.lo, node.hi)
-        else:
-            items, i = [], 0
-            while i < len(node.items):
-                x = node.items[i]
-                h = head(node.items[i + 1]) if i + 1 < len(node.items) and type(x) is Rep and \
-                    (x.lo, x.hi) == (0, 1) and type(x.item) is Regex else None
-                if h is not None and h[0].text[:1] in chars and h[0].text not in tokens and \
-                        whitespace_run(x.item.pattern) is not None:
-                    lit = "".join(c if c == "/" else regex_char(ord(c)) for c in h[0].text)   # (emit escapes /)
-                    items.append(Regex(f"(?:{x.item.pattern})?{lit}"))
-                    items.append(walk(h[1]))
-                    i += 2
-                    continue
-                items.append(walk(x))
-                i += 1
-            new = node if len(items) == len(node.items) and all(map(operator.is_, items, node.items)) else seq(*items)
-        memo[id(node)] = (node, new)
-        return new
+    def sequence(node: Seq, walk) -> Node:
+        items, i = [], 0
+        while i < len(node.items):
+            x = node.items[i]
+            h = head(node.items[i + 1]) if i + 1 < len(node.items) and type(x) is Rep and \
+                (x.lo, x.hi) == (0, 1) and type(x.item) is Regex else None
+            if h is not None and h[0].text[:1] in chars and h[0].text not in tokens and \
+                    whitespace_run(x.item.pattern) is not None:
+                lit = "".join(c if c == "/" else regex_char(ord(c)) for c in h[0].text)   # (emit escapes /)
+                items.append(Regex(f"(?:{x.item.pattern})?{lit}"))
+                items.append(walk(h[1]))
+                i += 2
+                continue
+            items.append(walk(x))
+            i += 1
+        return node if len(items) == len(node.items) and all(map(operator.is_, items, node.items)) else seq(*items)
 
+    walk = passes.rewriter(sequence)
     for name in list(out):
         if name not in calls:
             out[name] = walk(out[name])

@@ -678,53 +678,64 @@ def finish(rules: dict) -> dict:
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
 
 
+def rewriter(on_seq, on_tok=None):
+    """A rewrite of nodes, each compound node once (memoised by id): a choice or a repetition is rebuilt from
+    its rewritten children (kept as it is where none changed), a sequence is ``on_seq(node, walk)``, a
+    terminal ``on_tok(node)`` (kept where None); other leaves are kept."""
+    memo: dict = {}
+
+    def walk(node: Node) -> Node:
+        t = type(node)
+        if t is Tok and on_tok is not None:
+            return on_tok(node)
+        if t is not Seq and t is not Alt and t is not Rep:
+            return node
+        hit = memo.get(id(node))
+        if hit is not None:
+            return hit[1]
+        if t is Alt:
+            options = [walk(o) for o in node.options]
+            out = node if _same(options, node.options) else _alt(*options)
+        elif t is Rep:
+            item = walk(node.item)
+            out = node if item is node.item else Rep(item, node.lo, node.hi)
+        else:
+            out = on_seq(node, walk)
+        memo[id(node)] = (node, out)             # (holding the node keeps its id from being reused)
+        return out
+
+    return walk
+
+
 def lookaheads(rules: dict, ahead: dict) -> dict:
     """``rules`` with each lookahead terminal (``ahead``: its name -> the markers it must stand before; a `Tok`
     in the rules) written as what follows it, begun with one of its markers: ``(CLOSE | ESCAPE) REST`` becomes
     ``CLOSE REST | m REST/m`` (``REST/m``: REST after ``m``).  Where nothing follows in the same sequence the
     lookahead is left out (nothing then checks it).  The rules (and the rules derived) are rewritten in place."""
     lh = _LazyHeads(rules, {}, "ahead")
-    memo: dict = {}
 
     def is_ahead(x) -> bool:
         return type(x) is Tok and x.name in ahead
 
-    def rewrite(node: Node) -> Node:
-        t = type(node)
-        if t is Tok:
-            return EMPTY if node.name in ahead else node
-        if t not in _COMPOUND:
-            return node
-        hit = memo.get(id(node))
-        if hit is not None:
-            return hit[1]
-        if t is Alt:
-            options = [rewrite(o) for o in node.options]
-            out = node if _same(options, node.options) else _alt(*options)
-        elif t is Rep:
-            item = rewrite(node.item)
-            out = node if item is node.item else Rep(item, node.lo, node.hi)
-        else:
-            items = node.items
-            at = next((i for i, x in enumerate(items) if is_ahead(x) or
-                       type(x) is Alt and any(map(is_ahead, x.options))), None)
-            if at is None or at + 1 == len(items):
-                new = [rewrite(x) for x in items]
-                out = node if _same(new, items) else seq(*new)
-            else:
-                x = items[at]
-                rest = rewrite(seq(*items[at + 1:]))
-                others = [o for o in (x.options if type(x) is Alt else ()) if not is_ahead(o)]
-                markers = {m for o in (x.options if type(x) is Alt else (x,)) if is_ahead(o) for m in ahead[o.name]}
-                options = [seq(rewrite(alt(*others)), rest)] if others else []
-                for m in sorted(markers):
-                    after = lh.derive(rest, m)
-                    if after is not None:
-                        options.append(seq(Lit(m), after))
-                out = seq(*[rewrite(y) for y in items[:at]], _alt(*options) if options else rest)
-        memo[id(node)] = (node, out)             # (holding the node keeps its id from being reused)
-        return out
+    def sequence(node: Seq, rewrite) -> Node:
+        items = node.items
+        at = next((i for i, x in enumerate(items) if is_ahead(x) or
+                   type(x) is Alt and any(map(is_ahead, x.options))), None)
+        if at is None or at + 1 == len(items):
+            new = [rewrite(x) for x in items]
+            return node if _same(new, items) else seq(*new)
+        x = items[at]
+        rest = rewrite(seq(*items[at + 1:]))
+        others = [o for o in (x.options if type(x) is Alt else ()) if not is_ahead(o)]
+        markers = {m for o in (x.options if type(x) is Alt else (x,)) if is_ahead(o) for m in ahead[o.name]}
+        options = [seq(rewrite(alt(*others)), rest)] if others else []
+        for m in sorted(markers):
+            after = lh.derive(rest, m)
+            if after is not None:
+                options.append(seq(Lit(m), after))
+        return seq(*[rewrite(y) for y in items[:at]], _alt(*options) if options else rest)
 
+    rewrite = rewriter(sequence, lambda tok: EMPTY if tok.name in ahead else tok)
     seen: set = set()
     todo = list(rules)
     while todo:                                  # (rules derived on the way are rewritten too)

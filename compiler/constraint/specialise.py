@@ -62,9 +62,7 @@ class Specialiser:
         self._arg_rules: dict = {}                # arguments -> the rule that holds them
         self._plain: dict[str, Node | None] = {}
         self._tokens_key = None
-        self._blanks: dict = {}
-        self._values: dict = {}                   # (terminal, value schema...) -> the value node
-        self._shared: dict = {}                   # the encodings' pieces in common (`shared`)
+        self._shared: dict = {}                   # pieces in common (`shared`): values of equal schemas ...
         self._fixed: dict = {}                    # id of a grammar node -> (node, its form for every tool) or
         #                                           (node, None) when its form depends on the tool or argument
         # the encodings' view of this grammar (`encodings.ConstraintContext`)
@@ -99,23 +97,20 @@ class Specialiser:
         hi = max(fewest, sep if most is None else min(most, sep))
         chars = "".join(sorted(set(chars)))
         key = (chars, fewest, hi)
-        node = self._blanks.get(key)
+        # one node per run across requests: the kept leaves and variants hold these too, and a node both they
+        # and this request's calls hold is written once (the constraint text does not depend on what was built
+        # before); never dropped (few: whitespace sets x bounds up to 64)
+        node = _BLANK_RUNS.get(key)
         if node is None:
-            # one node per run across requests: the kept leaves and variants hold these too, and a node both
-            # they and this request's calls hold is written once (the constraint text does not depend on
-            # what was built before); never dropped (few: whitespace sets x bounds up to 64)
-            node = _BLANK_RUNS.get(key)
-            if node is None:
-                cls = "".join(regex_char(ord(c)) for c in chars)
-                cls = cls if len(chars) == 1 else f"[{cls}]"
-                if hi == 0:
-                    node = EMPTY
-                elif fewest == 0:           # (a lexeme may not match the empty text)
-                    node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
-                else:
-                    node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
-                node = _BLANK_RUNS.setdefault(key, node)
-            self._blanks[key] = node
+            cls = "".join(regex_char(ord(c)) for c in chars)
+            cls = cls if len(chars) == 1 else f"[{cls}]"
+            if hi == 0:
+                node = EMPTY
+            elif fewest == 0:           # (a lexeme may not match the empty text)
+                node = Rep(Regex(cls if hi == 1 else f"{cls}{{1,{hi}}}"), 0, 1)
+            else:
+                node = Regex(cls if fewest == hi == 1 else f"{cls}{{{fewest},{hi}}}")
+            node = _BLANK_RUNS.setdefault(key, node)
         return node
 
     # -- leaves --------------------------------------------------------------------------------------
@@ -456,11 +451,8 @@ class Specialiser:
         enc = encodings.get(spec.block if spec.kind == BLOCK else "text")
         if enc.value is None:
             raise ConstraintError(f"grammar {self.g.name}: block {spec.block} cannot hold an argument value")
-        key = (spec.name, arg.type, arg.types, schema, defs, arg.key if enc.value_names_key else None)
-        hit = self._values.get(key)
-        if hit is None:
-            hit = self._values[key] = enc.value(self, spec, arg)
-        return hit
+        key = ("value", spec.name, arg.type, arg.types, schema, defs, arg.key if enc.value_names_key else None)
+        return self.shared(key, lambda: enc.value(self, spec, arg))
 
 
 @functools.lru_cache(maxsize=256)
