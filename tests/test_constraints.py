@@ -1,5 +1,4 @@
 """Constraints on their own: modes, syntaxes, schema features, errors, caching, the CLI."""
-import itertools
 import json
 import time
 
@@ -203,40 +202,27 @@ SHARED_SAMPLES = {
 @pytest.mark.parametrize("name", sorted(SHARED_SAMPLES))
 def test_shared_nodes_become_rules_with_the_same_language(name):
     """A node the rules reach from several places (a tool's arguments in each call form, the arguments object
-    in both key orders) is written once, as a rule of its own: the text is smaller, and llguidance accepts
-    exactly what it accepts from the same rules written with nothing shared."""
+    in both key orders; equal nodes built apart too) is written once, as a rule of its own: the text is
+    smaller, and llguidance accepts exactly what it accepts from the same rules written with nothing shared."""
     from toolgram.compiler.constraint import build_rules
     from toolgram.compiler.constraint.passes import lazy_heads
     from toolgram.request import parse_request
-    from toolgram.ir import Alt, Json, Rep, Seq
     from toolgram.compiler.constraint.emit import to_gbnf, to_lark
 
-    copies = itertools.count()
-
-    def fresh(n):            # the same tree, every node a new object (JSON leaves, shared by value, made unequal)
-        if isinstance(n, Seq):
-            return Seq(tuple(fresh(x) for x in n.items))
-        if isinstance(n, Alt):
-            return Alt(tuple(fresh(x) for x in n.options))
-        if isinstance(n, Rep):
-            return Rep(fresh(n.item), n.lo, n.hi)
-        if isinstance(n, Json):
-            return Json(n.schema, f"{n.where} (copy {next(copies)})")
-        return n
     g = toolgram.load(name)
     tok, _ = tokenizer_for(g)
     tokens = {k: v for k, v in tok.get_vocab().items() if len(k) > 1 and not k.isalnum()}
     rules = build_rules(g.compiled, parse_request([WEATHER, TIME], "auto"))
-    unshared = {k: fresh(v) for k, v in rules.items()}
-    shared_text = to_lark(lazy_heads(rules, tokens), "llguidance", tokens)
-    plain_text = to_lark(lazy_heads(unshared, tokens), "llguidance", tokens)
+    lazy = lazy_heads(rules, tokens)
+    shared_text = to_lark(lazy, "llguidance", tokens)
+    plain_text = to_lark(lazy, "llguidance", tokens, share=False)
     # a shared node is a rule where its copies in place would be longer: never longer text; with many tools
     # of one schema (each form's arguments, one JSON leaf) rules and a shorter text
-    assert len(shared_text) <= len(plain_text) and len(to_gbnf(rules)) <= len(to_gbnf(unshared))
-    many = build_rules(g.compiled, parse_request([WEATHER, TIME] + [dict(WEATHER, function=dict(
-        WEATHER["function"], name=f"weather_{i}")) for i in range(8)], "auto"))
-    many_text = to_lark(lazy_heads(many, tokens), "llguidance", tokens)
-    many_plain = to_lark(lazy_heads({k: fresh(v) for k, v in many.items()}, tokens), "llguidance", tokens)
+    assert len(shared_text) <= len(plain_text) and len(to_gbnf(rules)) <= len(to_gbnf(rules, share=False))
+    many = lazy_heads(build_rules(g.compiled, parse_request([WEATHER, TIME] + [dict(WEATHER, function=dict(
+        WEATHER["function"], name=f"weather_{i}")) for i in range(8)], "auto")), tokens)
+    many_text = to_lark(many, "llguidance", tokens)
+    many_plain = to_lark(many, "llguidance", tokens, share=False)
     assert "tg__part" in many_text and len(many_text) < len(many_plain)
     for ok, samples in SHARED_SAMPLES[name].items():
         for sample in samples:
@@ -311,20 +297,21 @@ def test_cli_constraint(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["structured_outputs"]["grammar"]
 
 
-@pytest.mark.parametrize("name", ["hunyuan_a13b", "deepseek_v4", "qwen3_coder", "harmony"])
+@pytest.mark.parametrize("name", ["hunyuan_a13b", "deepseek_v4", "qwen3_coder", "harmony", "harmony_llmjp"])
 def test_constraint_text_does_not_depend_on_what_was_built_before(name):
-    """The tool-free parts kept across requests (leaves, call-count variants) are the same objects as this
-    request's own pieces where they are equal (whitespace runs): the text, which writes a node reached from
-    two places once, is the same whether the caches were cold or warm (the snapshot test ran after the
-    tokenizer matrix once and found four texts changed)."""
+    """The tool-free parts kept across requests (leaves, call-count variants, the skeleton's lazy rewrite)
+    give the same text whether the caches were cold or warm: a node reached from two places is written once
+    by value, and the skeleton's rewrite kept from another tool set is the one this tool set would make (the
+    snapshot test ran after the tokenizer matrix once and found four texts changed)."""
     from toolgram.compiler import constraint as built
     from constraint_helpers import tokenizer_for
     g = toolgram.load(name)
     tok, _ = tokenizer_for(g)
     built._CONSTRAINTS.clear()
     built._VARIANTS.clear()
-    from toolgram.compiler.constraint import specialise
+    from toolgram.compiler.constraint import passes, specialise
     specialise._LEAVES.clear()
+    passes._SKELETONS.clear()
     def texts():
         return [g.constraint([WEATHER, TIME], mode, parallel).text for mode in ("required", "auto")
                 for parallel in (True, False)]
@@ -335,3 +322,23 @@ def test_constraint_text_does_not_depend_on_what_was_built_before(name):
             g.constraint(tools, mode, whitespace={"separator": 1})
     built._CONSTRAINTS.clear()
     assert texts() == first
+
+
+@pytest.mark.parametrize("name", ["harmony_llmjp", "qwen3_coder", "glm47", "hermes"])
+def test_the_skeleton_rewrite_is_kept_across_tool_sets(name):
+    """The lazy rewrite of the rules that do not depend on the tools is made once per grammar and settings:
+    another tool set reuses it (a hit in the ``constraint_skeletons`` LRU) and gets the text a cold build
+    gives it."""
+    from toolgram.compiler import constraint as built
+    from toolgram.compiler.constraint import passes
+    g = toolgram.load(name)
+    other = dict(WEATHER, function=dict(WEATHER["function"], name="get_forecast"))
+    built._CONSTRAINTS.clear()
+    passes._SKELETONS.clear()
+    cold = g.constraint([other, TIME], "required").text
+    built._CONSTRAINTS.clear()
+    passes._SKELETONS.clear()
+    g.constraint([WEATHER], "required")
+    hits = passes._SKELETONS.hits
+    assert g.constraint([other, TIME], "required").text == cold
+    assert passes._SKELETONS.hits == hits + 1

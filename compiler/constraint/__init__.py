@@ -64,6 +64,13 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     """The constraint's rules for a checked request: name -> node, "start" first.  ``start_rule``: the rule
     the output begins in (`runtime.parser.start_state` of the request's reasoning switch and prompt).
     ``holdable``: the marker tokens text may hold (`tokens.holdable_tokens`; default: all of ``tokens``)."""
+    return _build_rules(g, request, start_rule, max_reasoning, max_calls, tokens, guard_content, whitespace,
+                        holdable)[0]
+
+
+def _build_rules(g, request, start_rule, max_reasoning, max_calls, tokens, guard_content, whitespace,
+                 holdable) -> tuple:
+    """(`build_rules`, the names of the rules made for the request's tools)."""
     if g.rules_problem is not None:
         raise ConstraintError(f"grammar {g.name}: no constraint can be derived: {g.rules_problem}")
     rules = g.rules
@@ -119,11 +126,17 @@ def build_rules(g: CompiledGrammar, request: ToolRequest, start_rule: str = "sta
     spec.lookaheads.update(ahead)
     out["tg_start"] = start
     out["start"] = Ref("tg_start")
+    tool_rules = set(inside_calls)
     if spec.lookaheads:
-        passes.lookaheads(out, spec.lookaheads)
+        derived = passes.lookaheads(out, spec.lookaheads)
+        for made, base in derived.items():       # (a tool rule's derivatives are tool rules)
+            while base in derived:
+                base = derived[base]
+            if base in inside_calls:
+                tool_rules.add(made)
     if spec.content_guard:
         out = _whitespace_into_markers(out, g, spec.content_guard, tokens or {}, inside_calls)
-    return passes.finish(out)
+    return passes.finish(out), frozenset(tool_rules)
 
 
 def _factored(bodies: list, out: dict, prefix: str) -> Node:
@@ -348,10 +361,10 @@ def build_constraint(g: CompiledGrammar, tools, tool_choice="required", parallel
         return hit
     if request is None:
         request = parse_request(tools, tool_choice, parallel_tool_calls)
-    rules = build_rules(g, request, start, max_reasoning, max_calls, tokens,
-                        guard_content=syntax == "lark" and dialect == "llguidance", whitespace=ws, holdable=holdable)
+    rules, tool_rules = _build_rules(g, request, start, max_reasoning, max_calls, tokens,
+                                     syntax == "lark" and dialect == "llguidance", ws, holdable)
     if syntax == "lark":
-        text = emit.to_lark(passes.lazy_heads(rules, tokens), dialect, tokens, json_space=ws.json_pattern(),
+        text = emit.to_lark(passes.lazy_heads(rules, tokens, tool_rules), dialect, tokens, json_space=ws.json_pattern(),
                             cut_at=emit.literal_pieces(cut_literals(g), tokens))
     elif syntax == "gbnf":
         text = emit.to_gbnf(rules)

@@ -54,10 +54,13 @@ def _escape_re(text: str) -> str:
 
 
 def _shared_nodes(rules: dict) -> dict:
-    """The compound nodes (with children; by id) and JSON Schema leaves (by value: two tools' equal schemas,
-    built apart) that the rules reach from more than one place -> how many places."""
-    seen: set = set()
-    shared: dict = {}
+    """The compound nodes (with children) and JSON Schema leaves that the rules reach from more than one place:
+    id of each such object -> (the first object of its value, how many places).  By value (equal nodes built
+    apart: two tools' equal schemas, a rewrite kept from an earlier request and its equal made in this one),
+    so the text does not depend on which equal nodes are one object; each object hashed once."""
+    first: dict = {}                    # id of an object met -> the first object of its value
+    values: dict = {}                   # value -> its first object
+    places: dict = {}                   # id of a first object -> places it is reached from
     todo = list(rules.values())
     pop, push = todo.pop, todo.extend
     while todo:
@@ -70,18 +73,19 @@ def _shared_nodes(rules: dict) -> dict:
         elif t is Rep:
             kids = (n.item,)
         elif t is Json:
-            if n in seen:
-                shared[n] = shared.get(n, 1) + 1
-            seen.add(n)
-            continue
+            kids = ()
         else:
             continue
-        if id(n) in seen:
-            shared[id(n)] = shared.get(id(n), 1) + 1
-        elif kids:
-            seen.add(id(n))
-            push(kids)
-    return shared
+        if not kids and t is not Json:
+            continue
+        f = first.get(id(n))
+        if f is None:
+            f = first[id(n)] = values.setdefault(n, n)
+            if f is n:
+                push(kids)
+                continue
+        places[id(f)] = places.get(id(f), 1) + 1
+    return {i: (f, places[id(f)]) for i, f in first.items() if id(f) in places}
 
 
 _RULE_COST = 12         # the text a rule adds (its name, where written and where used): a shared node whose
@@ -96,11 +100,12 @@ class _Writer:
     rule of its own that each place refers to; the language is the same, the text and the matcher's grammar
     smaller (a grammar with two call forms, 20 tools: 53 -> 32 kB, llguidance's compile 18 -> 8 ms)."""
 
-    def __init__(self, rules: dict):
+    def __init__(self, rules: dict, share: bool = True):
         self.rules = rules
         self.extra: list[str] = []
-        self.shared = _shared_nodes(rules)
-        self.parts: dict = {}           # id (a JSON leaf: itself) -> (node, its rule's name), once written
+        self.shared = _shared_nodes(rules) if share else {}     # (share=False: every node in place)
+        self.parts: dict = {}           # id of a shared value's first object -> (it, its rule's name) or its
+        #                                 text, once written
         self.counter = 0
 
     def fresh(self, base: str) -> str:
@@ -119,7 +124,7 @@ class _Writer:
         t = type(n)
         if t is Seq or t is Alt or t is Rep:
             return self.part(n, top) if id(n) in self.shared else self.compound(n, top)
-        if t is Json and n in self.shared:
+        if t is Json and id(n) in self.shared:
             return self.part(n)
         return self.leaf(n)
 
@@ -144,18 +149,17 @@ class _Writer:
     def part(self, n: Node, top: bool = False) -> str:
         """A shared node: its rule's name (the rule written the first time), or the node in place where its
         copies would be no longer than the rule."""
-        key = n if type(n) is Json else id(n)
-        hit = self.parts.get(key)
+        n, uses = self.shared[id(n)]           # (the first object of its value)
+        hit = self.parts.get(id(n))
         if hit is None:
             text = self.body(n)
-            uses = self.shared[key]
             if type(n) is not Json and uses * len(text) <= len(text) + _RULE_COST * (uses + 1):
                 hit = (n, None, text, self.compound(n, False))     # (its text in place: as a body, nested)
             else:
                 name = self.fresh("tg__part")
                 self.rule(name, text)
                 hit = (n, self.ref(name))
-            self.parts[key] = hit                   # (holding the node keeps its id from being reused)
+            self.parts[id(n)] = hit
         return hit[1] or hit[2 if top else 3]
 
     def compound(self, n: Node, top: bool) -> str:
@@ -209,8 +213,8 @@ class _Writer:
 
 class LarkWriter(_Writer):
     def __init__(self, rules: dict, dialect: str = "llguidance", tokens: dict | None = None,
-                 json_space: str = " ?", cut_at: frozenset = frozenset()):
-        super().__init__(rules)
+                 json_space: str = " ?", cut_at: frozenset = frozenset(), share: bool = True):
+        super().__init__(rules, share)
         self.dialect = dialect
         # llguidance's JSON options: the whitespace between JSON tokens (none at all: compact separators)
         self.json_options = {"whitespace_pattern": json_space} if json_space else \
@@ -310,10 +314,11 @@ class LarkWriter(_Writer):
 
 
 def to_lark(rules: dict, dialect: str = "llguidance", tokens: dict | None = None, json_space: str = " ?",
-            cut_at: frozenset = frozenset()) -> str:
+            cut_at: frozenset = frozenset(), share: bool = True) -> str:
     """``json_space``: a regex of one whitespace run between JSON tokens ("": none).  ``cut_at``: the literal
-    pieces (`literal_pieces`) at which a longer literal is written in parts."""
-    w = LarkWriter(rules, dialect, tokens, json_space, cut_at)
+    pieces (`literal_pieces`) at which a longer literal is written in parts.  ``share``: a node reached from
+    several places written once (False: each in place; the same language)."""
+    w = LarkWriter(rules, dialect, tokens, json_space, cut_at, share)
     lines = []
     for name in ["start"] + [r for r in rules if r != "start"]:
         lines.append(f"{name}: {w.body(rules[name])}")
@@ -438,8 +443,8 @@ class GbnfWriter(_Writer):
     def lazy(self, n: Lazy) -> str:
         return f"({self.text(n.text)})? {self.lit(n.marker)}"
 
-    def __init__(self, rules: dict):
-        super().__init__(rules)
+    def __init__(self, rules: dict, share: bool = True):
+        super().__init__(rules, share)
         self.rules = dict(rules)
         self.json_done: dict = {}
         self.text_done: dict = {}
@@ -493,8 +498,8 @@ class GbnfWriter(_Writer):
         return f"({inner}){{{lo},{hi}}}"
 
 
-def to_gbnf(rules: dict) -> str:
-    w = GbnfWriter(rules)
+def to_gbnf(rules: dict, share: bool = True) -> str:
+    w = GbnfWriter(rules, share)
     w.pending = [(name, rules[name]) for name in ["start"] + [r for r in rules if r != "start"]]
     lines = []
     done = set()

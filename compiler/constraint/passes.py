@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from operator import is_
 
+from toolgram.cache import LRU
 from toolgram.compiler.regexlang import regex_char
 from toolgram.ir import EMPTY, Alt, Json, Lazy, Lit, Node, Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq
 
@@ -197,10 +198,16 @@ class _LazyHeads:
     something else.  Where the text ends a referenced rule, what follows the reference is pushed into a copy
     of that rule (``R K`` -> ``R__then{n}``), so that the text and its closer meet in one sequence."""
 
-    def __init__(self, rules: dict, tokens: dict, suffix: str = "after"):
+    def __init__(self, rules: dict, tokens: dict, suffix: str = "after", part: str = "", outside=None):
         self.rules = rules
         self.tokens = tokens
-        self.suffix = suffix                     # derived rules are named ``<rule>__<suffix><n>``
+        # derived rules are named ``<rule>__<part><suffix><n>``, ``<rule>__<part>then<n>``, ``tg__<part>loop<n>``
+        # (``part`` keeps apart the names of two passes whose rules are written together)
+        self.suffix = part + suffix
+        self.part = part
+        # rules this pass does not hold, known by what ``outside`` (`_Outside`) answers of them
+        self.outside = outside
+        self.events: list = []                   # what was asked of ``outside`` and its answers, in order
         self.derived: dict = {}
         self.done: dict = {}
         self.ended: dict = {}
@@ -214,6 +221,7 @@ class _LazyHeads:
         self._endings: dict = {}                 # (id of a compound node, marker) -> (node, its ending)
         self._plain: dict = {}                   # id of a compound node -> (node, `plain`)
         self._stops: dict = {}                   # (excluded markers, id of a node) -> (node, `stops`, found)
+        self._answers: dict = {}                 # rule outside -> (nullable, first, tails)
         self._cuts = 0                           # references cut by `tails` walks so far
         self._making = 0                         # rules `ending` is making (their bodies not yet in)
         self.loops: dict = {}                    # id of a loop -> (it, its right-recursive rule or None)
@@ -221,6 +229,26 @@ class _LazyHeads:
         self.resplit: list = []                  # rules `split` changed since `lazy_heads` last rewrote them
 
     # -- analysis --------------------------------------------------------------------------------------
+    def answer(self, name: str) -> tuple:
+        """(nullable, first, tails) of the rule ``name`` outside."""
+        hit = self._answers.get(name)
+        if hit is None:
+            hit = self._answers[name] = self.outside.ask(name)
+            self.events.append(("ask", name, hit))
+        return hit
+
+    def make_outside(self, what: str, name: str, lit: str) -> str | None:
+        """The derivative (``what`` "derive") or ending (``what`` "ending") of the rule ``name`` outside by
+        ``lit``, made there under a name given here (None: there is none)."""
+        made = f"{name}__{self.suffix}{len(self.derived)}" if what == "derive" else \
+            f"{name}__{self.part}then{len(self.ended)}"
+        ok = self.outside.make(what, name, lit, made)
+        self.events.append((what, name, lit, made, ok))
+        if not ok:
+            return None
+        self.outside.names.add(made)
+        return made
+
     # (node classes have no subclasses: the walks test exact types, cheaper than isinstance chains)
     def nullable(self, node: Node) -> bool:
         t = type(node)
@@ -243,6 +271,8 @@ class _LazyHeads:
         if t is Ref:
             hit = self._nullable.get(node.name)
             if hit is None:
+                if self.outside and node.name in self.outside.names:
+                    return self.answer(node.name)[0]
                 self._nullable[node.name] = False
                 hit = self._nullable[node.name] = node.name in self.rules and self.nullable(self.rules[node.name])
             return hit
@@ -256,6 +286,8 @@ class _LazyHeads:
         if t is Ref:
             hit = self._first.get(node.name)
             if hit is None:
+                if self.outside and node.name in self.outside.names:
+                    return self.answer(node.name)[1]
                 if node.name in seen or node.name not in self.rules:
                     return set(), True
                 hit = self.first(self.rules[node.name], seen | {node.name})
@@ -295,6 +327,8 @@ class _LazyHeads:
             name = node.name
             hit = self._tails.get(name)
             if hit is None:
+                if self.outside and name in self.outside.names:
+                    return self.answer(name)[2]
                 if name in seen or name not in self.rules:
                     self._cuts += 1
                     return frozenset()
@@ -380,6 +414,12 @@ class _LazyHeads:
             return None
         if t is Ref:
             key = (node.name, lit)
+            if key not in self.derived and self.outside and node.name in self.outside.names:
+                firsts = self.answer(node.name)[1][0]
+                made = None
+                if any(f.startswith(lit) for f in firsts):     # (else `derive` finds none there)
+                    made = self.make_outside("derive", node.name, lit)
+                self.derived[key] = made
             if key not in self.derived and self.split(node.name, lit):
                 return Ref(self.derived[key])
             if key not in self.derived:
@@ -490,7 +530,7 @@ class _LazyHeads:
         excluded = self.tails(node.item)
         name = None
         if excluded and self.stops(excluded, node.item)[0]:
-            name = f"tg__loop{len(self.loops)}"
+            name = f"tg__{self.part}loop{len(self.loops)}"
             self.rules[name] = alt(seq(node.item, Ref(name)), EMPTY)
         out = None if name is None else seq(*[node.item] * node.lo, Ref(name))
         self.loops[id(node)] = (node, out)       # (holding the node keeps its id from being reused)
@@ -579,13 +619,17 @@ class _LazyHeads:
         if isinstance(node, Ref):
             key = (node.name, m)
             if key not in self.ended:
+                if self.outside and node.name in self.outside.names:
+                    made = self.make_outside("ending", node.name, m) if self.answer(node.name)[2] else None
+                    self.ended[key] = made
+                    return Ref(made) if made else None
                 if node.name not in self.rules:
                     return None
                 body = self.rules[node.name]
                 if type(body) is Seq and len(body.items) > 2 and type(body.items[0]) is Lit and \
                         body.items[0].text in self.found:
                     self.split(node.name, body.items[0].text)    # (its derivative will share the ending)
-                name = f"{node.name}__then{len(self.ended)}"
+                name = f"{node.name}__{self.part}then{len(self.ended)}"
                 self.ended[key] = name
                 self.rules[name] = EMPTY
                 self._making += 1
@@ -649,22 +693,97 @@ class _LazyHeads:
         return _alt(*options)
 
 
-def lazy_heads(rules: dict, tokens: dict) -> dict:
-    """Apply `_LazyHeads` to every rule (for Lark output)."""
-    lh = _LazyHeads(dict(rules), tokens)      # (its rules as written, but for `split`: derivatives are of those)
-    out: dict = {}
+_SKELETONS = LRU("constraint_skeletons", 256)  # (tokens, skeleton, what it asks of the tools' rules) -> its rewrite
+
+
+def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -> dict:
+    """Apply `_LazyHeads` to every rule (for Lark output).
+
+    ``tool_rules``: the rules made for the request's tools.  The others (the skeleton: the start rule's
+    variants, the same for every request of a grammar and settings) are rewritten by a pass that sees the
+    tool rules from outside (`_Outside`), kept per skeleton with what it asked and was answered: a request
+    whose tool rules answer the same reuses it, and makes the tool rules' derivatives and endings it named.
+    The text is the same whether the skeleton's rewrite was kept or made."""
+    skeleton = [n for n in rules if n not in tool_rules]
+    if len(skeleton) == len(rules):
+        return _rewrite_all(_LazyHeads(dict(rules), tokens))
+    key = (tuple(sorted(tokens.items())), tuple([(n, rules[n]) for n in skeleton]))
+    kept = _SKELETONS.get(key)
+    if kept is not None:
+        outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
+        if outside.replay(kept[1]):
+            return {**kept[0], **outside.rewritten()}
+    outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
+    ls = _LazyHeads({n: rules[n] for n in skeleton}, tokens, outside=outside)
+    done = _rewrite_all(ls)
+    _SKELETONS.put(key, (done, tuple(ls.events)))
+    return {**done, **outside.rewritten()}
+
+
+class _Outside:
+    """The tool rules as the skeleton's pass sees them: what it asks (nullable, first, tails) answered by
+    the pass ``lt`` over all the rules, the derivatives and endings it names made there."""
+
+    def __init__(self, lt: _LazyHeads, rules: dict, skeleton: list):
+        self.lt = lt
+        self.skeleton = frozenset(skeleton)
+        self.names = set(rules) - self.skeleton  # (and the rules made here)
+
+    def ask(self, name: str) -> tuple:
+        lt, ref = self.lt, Ref(name)
+        first = lt.first(ref)
+        return lt.nullable(ref), (frozenset(first[0]), first[1]), lt.tails(ref)
+
+    def make(self, what: str, name: str, lit: str, made: str) -> bool:
+        lt = self.lt                             # (as `derive` and `ending` make a rule of a reference)
+        memo = lt.derived if what == "derive" else lt.ended
+        memo[(name, lit)] = made
+        lt.rules[made] = EMPTY
+        lt._making += what == "ending"
+        body = lt.derive(lt.rules[name], lit) if what == "derive" else lt.ending(lt.rules[name], lit)
+        lt._making -= what == "ending"
+        if body is None:
+            memo[(name, lit)] = None
+            del lt.rules[made]
+            return False
+        lt.rules[made] = body
+        return True
+
+    def replay(self, events) -> bool:
+        """Whether the tool rules answer ``events`` (a kept pass's) as they did; the rules made on the way."""
+        for ev in events:
+            if ev[0] == "ask":
+                if self.ask(ev[1]) != ev[2]:
+                    return False
+            elif self.make(*ev[:4]) != ev[4]:
+                return False
+        return True
+
+    def rewritten(self) -> dict:
+        """The tool rules and those made from them, rewritten."""
+        out = _rewrite_all(self.lt, skip=self.skeleton)
+        if out is None:                          # (a tool rule's pass split a skeleton rule: not so far)
+            raise AssertionError("lazy_heads: the tools' rules reach into the skeleton")
+        return out
+
+
+def _rewrite_all(lh: _LazyHeads, skip: frozenset = frozenset()) -> dict | None:
+    """``lh``'s rules rewritten, but for ``skip`` (None: the pass split one of those)."""
+    out: dict = dict.fromkeys(skip)
     while len(out) < len(lh.rules) or lh.resplit:    # (rules the pass adds or splits are rewritten too)
         names = [n for n in lh.rules if n not in out] + lh.resplit
+        if skip and not skip.isdisjoint(lh.resplit):
+            return None
         lh.resplit = []
         for name in names:
             body = lh.rules[name]
             out[name] = body if type(body) in _COMPOUND and lh.plain(body) else lh.rewrite(body)
-    return {name: out[name] for name in lh.rules}
+    return {name: out[name] for name in lh.rules if name not in skip}
 
 
-def finish(rules: dict) -> dict:
+def finish(rules: dict, refs: dict | None = None) -> dict:
     """The rules reachable from "start" (start first, the others in their order), loops rewritten by
-    `_no_adjacent_text` (one walk does both)."""
+    `_no_adjacent_text` (one walk does both).  ``refs``, where given, gets each rule's references."""
     done: dict = {}
     memo: dict = {}
     todo = ["start"]
@@ -672,9 +791,11 @@ def finish(rules: dict) -> dict:
         name = todo.pop()
         if name in done or name not in rules:
             continue
-        refs: set = set()
-        done[name] = _no_adjacent_text(rules[name], memo, refs, rules)
-        todo.extend(r for r in refs if r not in done)
+        found: set = set()
+        done[name] = _no_adjacent_text(rules[name], memo, found, rules)
+        todo.extend(r for r in found if r not in done)
+        if refs is not None:
+            refs[name] = found
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
 
 
@@ -711,7 +832,8 @@ def lookaheads(rules: dict, ahead: dict) -> dict:
     """``rules`` with each lookahead terminal (``ahead``: its name -> the markers it must stand before; a `Tok`
     in the rules) written as what follows it, begun with one of its markers: ``(CLOSE | ESCAPE) REST`` becomes
     ``CLOSE REST | m REST/m`` (``REST/m``: REST after ``m``).  Where nothing follows in the same sequence the
-    lookahead is left out (nothing then checks it).  The rules (and the rules derived) are rewritten in place."""
+    lookahead is left out (nothing then checks it).  The rules (and the rules derived) are rewritten in place;
+    returns the rules derived -> the rule each was derived from."""
     lh = _LazyHeads(rules, {}, "ahead")
 
     def is_ahead(x) -> bool:
@@ -743,4 +865,4 @@ def lookaheads(rules: dict, ahead: dict) -> dict:
         for name in todo:
             rules[name] = rewrite(rules[name])
         todo = [n for n in rules if n not in seen]
-    return rules
+    return {made: name for (name, _), made in lh.derived.items() if made}
