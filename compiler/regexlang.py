@@ -142,9 +142,23 @@ def _lit(code: int) -> str:
     return ch
 
 
-def _unparse(items, bound: int) -> str:
+def _blank_run(lo: int, hi, body, blank):
+    """An unbounded run of one whitespace item under ``blank`` (characters to keep, most):
+    (the characters it may write, its most); None for any other repetition."""
+    if blank is None or hi is not C.MAXREPEAT or len(body) != 1:
+        return None
+    chars = _blank_chars(*body[0])
+    if chars is None:
+        return None
+    return "".join(c for c in chars if c in blank[0]) or chars, max(lo, blank[1])
+
+
+def _unparse(items, bound: int, top: bool = False, blank=None) -> str:
     out = []
-    for op, arg in items:
+    for i, (op, arg) in enumerate(items):
+        if op is C.ASSERT_NOT and top and arg[0] == 1:
+            out.append(_not_starting(arg[1], items[i + 1:], bound, blank))
+            break
         if op is C.LITERAL:
             out.append(_lit(arg))
         elif op is C.NOT_LITERAL:
@@ -154,16 +168,20 @@ def _unparse(items, bound: int) -> str:
         elif op is C.IN:
             out.append(_class(arg))
         elif op is C.BRANCH:
-            out.append("(?:" + "|".join(_unparse(b, bound) for b in arg[1]) + ")")
+            out.append("(?:" + "|".join(_unparse(b, bound, blank=blank) for b in arg[1]) + ")")
         elif op is C.SUBPATTERN:
             if arg[1] or arg[2]:
                 raise Unsupported("inline flags")
-            out.append("(?:" + _unparse(arg[3], bound) + ")")
+            out.append("(?:" + _unparse(arg[3], bound, blank=blank) + ")")
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, body = arg
+            run = _blank_run(lo, hi, body, blank)
+            if run is not None:
+                out.append(_unit_text(((False, tuple((ord(c), ord(c)) for c in run[0])), lo, run[1])))
+                continue
             if hi is C.MAXREPEAT:
                 hi = lo + bound
-            inner = _unparse(body, bound)
+            inner = _unparse(body, bound, blank=blank)
             if len(body) > 1 or (body and body[0][0] in (C.BRANCH,)):
                 inner = "(?:" + inner + ")"
             out.append(f"{inner}{{{lo},{hi}}}" if (lo, hi) != (0, 1) else f"{inner}?")
@@ -176,10 +194,203 @@ def _unparse(items, bound: int) -> str:
     return "".join(out)
 
 
-def bounded(pattern: str, bound: int = 4) -> str:
+def bounded(pattern: str, bound: int = 4, blank=None) -> str:
     """The regex with unbounded repetitions capped (``+`` -> ``{1,1+bound}``), anchors dropped, groups
-    made non-capturing: what a constraint may generate for a pattern terminal."""
-    return _unparse(list(P.parse(pattern)), bound)
+    made non-capturing: what a constraint may generate for a pattern terminal.  ``blank``: (characters,
+    most) for unbounded whitespace runs (``[ \t]*`` -> ``[ ]{0,most}``), the constraint's whitespace."""
+    return _unparse(list(P.parse(pattern)), bound, top=True, blank=blank)
+
+
+def longest(pattern: str, bound: int = 4, blank=None) -> int:
+    """The length of the longest text `bounded` (same arguments) lets the regex match."""
+    return _longest(list(P.parse(pattern)), bound, blank)
+
+
+def _longest(items, bound: int, blank) -> int:
+    total = 0
+    for op, arg in items:
+        if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
+            continue
+        if op is C.BRANCH:
+            total += max(_longest(b, bound, blank) for b in arg[1])
+        elif op is C.SUBPATTERN:
+            total += _longest(arg[-1], bound, blank)
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            lo, hi, body = arg
+            run = _blank_run(lo, hi, body, blank)
+            if run is not None:
+                total += run[1]
+            else:
+                total += (lo + bound if hi is C.MAXREPEAT else hi) * _longest(body, bound, blank)
+        else:
+            total += 1
+    return total
+
+
+def bound_for(pattern: str, max_length: int | None, default: int = 4, blank=None) -> int:
+    """The largest cap on a pattern's unbounded repetitions (`bounded`) that keeps its texts within
+    ``max_length`` (the longest token the parser accepts); ``default`` without one."""
+    if max_length is None:
+        return default
+    lo, hi = 0, max_length
+    while lo < hi:                                  # (the length grows with the bound)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if longest(pattern, mid, blank) <= max_length else (lo, mid - 1)
+    return lo
+
+
+# -- a negative lookahead, written out ------------------------------------------------------------
+# `A(?!X)Y` (X a few literal texts, Y characters from classes, repeated): A, then the texts of Y that do not
+# begin with X, as a plain regex (every dialect takes it): a character off X, or X's next character and so on.
+# A text of Y that ends inside X is left out: what follows the token could complete X, and the parser's
+# lookahead reads on past the token.
+
+def _merged(ranges) -> tuple:
+    """Code ranges sorted, overlapping and adjacent ones joined."""
+    out: list = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+_SPACE_RANGES = _merged(arg if op is C.RANGE else (arg, arg) for op, arg in P.parse(f"[{_SPACES}]")[0][1])
+_CAT_RANGES = {C.CATEGORY_DIGIT: ((48, 57),), C.CATEGORY_WORD: ((48, 57), (65, 90), (95, 95), (97, 122)),
+               C.CATEGORY_SPACE: _SPACE_RANGES}
+_CAT_OF_NEG = {C.CATEGORY_NOT_DIGIT: C.CATEGORY_DIGIT, C.CATEGORY_NOT_WORD: C.CATEGORY_WORD,
+               C.CATEGORY_NOT_SPACE: C.CATEGORY_SPACE}
+
+
+def _charset(op, arg) -> tuple[bool, tuple]:
+    """One character item as (negated, code ranges)."""
+    if op is C.LITERAL:
+        return False, ((arg, arg),)
+    if op is C.NOT_LITERAL:
+        return True, ((arg, arg),)
+    if op is C.ANY:
+        return True, ((10, 10),)
+    if op is C.CATEGORY:
+        if arg in _CAT_OF_NEG:
+            return True, _CAT_RANGES[_CAT_OF_NEG[arg]]
+        return False, _CAT_RANGES[arg]
+    if op is C.IN:
+        negate, ranges = False, []
+        for iop, iarg in arg:
+            if iop is C.NEGATE:
+                negate = True
+            elif iop is C.LITERAL:
+                ranges.append((iarg, iarg))
+            elif iop is C.RANGE:
+                ranges.append(iarg)
+            elif iop is C.CATEGORY and iarg in _CAT_RANGES:
+                ranges.extend(_CAT_RANGES[iarg])
+            elif iop is C.CATEGORY and len(arg) == 1:
+                return _charset(iop, iarg)
+            else:
+                raise Unsupported(f"class item {iop} after a lookahead")
+        return negate, tuple(ranges)
+    raise Unsupported(f"regex construct {op} after a lookahead")
+
+
+def _holds(cs, code: int) -> bool:
+    return any(a <= code <= b for a, b in cs[1]) != cs[0]
+
+
+def _without(cs, codes) -> tuple[bool, tuple]:
+    """The character set less ``codes``."""
+    negate, ranges = cs
+    if negate:
+        return True, ranges + tuple((c, c) for c in sorted(codes))
+    out = []
+    for a, b in ranges:
+        for c in sorted(codes):
+            if a <= c <= b:
+                if a < c:
+                    out.append((a, c - 1))
+                a = c + 1
+        if a <= b:
+            out.append((a, b))
+    return False, tuple(out)
+
+
+def _set_text(cs) -> str:
+    negate, ranges = cs
+    body = "".join(_class_char(a) if a == b else _class_char(a) + "-" + _class_char(b) for a, b in ranges)
+    return "[" + ("^" if negate else "") + body + "]"
+
+
+def _unit_text(unit) -> str:
+    cs, lo, hi = unit
+    rep = "" if (lo, hi) == (1, 1) else "?" if (lo, hi) == (0, 1) else f"{{{lo},{hi}}}"
+    return _set_text(cs) + rep
+
+
+def _units(items, bound: int, blank) -> tuple:
+    """Y as (character set, fewest, most) units."""
+    out = []
+    for op, arg in items:
+        if op is C.AT:
+            continue
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            lo, hi, body = arg
+            run = _blank_run(lo, hi, body, blank)
+            if run is not None:
+                out.append(((False, tuple((ord(c), ord(c)) for c in run[0])), lo, run[1]))
+                continue
+            if len(body) != 1:
+                raise Unsupported("a repeated group after a lookahead")
+            hi = lo + bound if hi is C.MAXREPEAT else hi
+            if hi:
+                out.append((_charset(*body[0]), lo, hi))
+        else:
+            out.append((_charset(op, arg), 1, 1))
+    return tuple(out)
+
+
+def _after(units, code: int) -> set:
+    """The unit sequences that match what follows a first character ``code`` (a derivative)."""
+    out = set()
+    for k, (cs, lo, hi) in enumerate(units):
+        if _holds(cs, code):
+            out.add(((cs, max(lo - 1, 0), hi - 1),) + units[k + 1:] if hi > 1 else units[k + 1:])
+        if lo:
+            break
+    return out
+
+
+def _avoiding(seqs, words) -> list[str]:
+    """Regex alternatives for the nonempty texts of ``seqs`` that do not begin with one of ``words``."""
+    if "" in words:
+        return []
+    firsts = {ord(w[0]) for w in words}
+    out = []
+    for units in sorted(seqs):
+        for k, (cs, lo, hi) in enumerate(units):
+            head = _without(cs, firsts)
+            if head[0] or head[1]:
+                rest = ((cs, max(lo - 1, 0), hi - 1),) if hi > 1 else ()
+                out.append(_set_text(head) + "".join(_unit_text(u) for u in rest + units[k + 1:]))
+            if lo:
+                break
+    for code in sorted(firsts):
+        after = set().union(*(_after(units, code) for units in seqs))
+        inner = _avoiding(after, {w[1:] for w in words if ord(w[0]) == code})
+        if inner:
+            out.append(_lit(code) + (inner[0] if len(inner) == 1 else "(?:" + "|".join(inner) + ")"))
+    return out
+
+
+def _not_starting(ahead, rest, bound: int, blank) -> str:
+    try:
+        words = _expand(list(ahead))
+    except _Infinite:
+        raise Unsupported("a lookahead that is not a few literal texts") from None
+    alts = _avoiding({_units(rest, bound, blank)}, set(words))
+    if not alts:
+        raise Unsupported("nothing matches after the lookahead")
+    return "(?:" + "|".join(alts) + ")"
 
 
 _BLANKS = " \t\n\r\f\v"
@@ -280,7 +491,7 @@ def regex_char(code: int) -> str:
     return _lit(code)
 
 
-def split_at_words(pattern: str, words, bound: int = 4) -> list[list] | None:
+def split_at_words(pattern: str, words, bound: int = 4, blank=None) -> list[list] | None:
     """The regex as alternatives of parts, cut where it spells one of ``words`` (markers) literally: each
     alternative a list of ``("re", regex)`` (bounded, as `bounded`) and ``("word", word)``; None when no word
     is spelled in it.  A marker that is a single token can then be written as that token (a regex never
@@ -300,13 +511,13 @@ def split_at_words(pattern: str, words, bound: int = 4) -> list[list] | None:
         for kind, x in a:
             if kind == "word":
                 if buf:
-                    parts.append(("re", _unparse(buf, bound)))
+                    parts.append(("re", _unparse(buf, bound, blank=blank)))
                     buf = []
                 parts.append(("word", x))
             else:
                 buf.append(x)
         if buf:
-            parts.append(("re", _unparse(buf, bound)))
+            parts.append(("re", _unparse(buf, bound, blank=blank)))
         out.append(parts)
     return out
 

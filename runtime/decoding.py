@@ -18,6 +18,18 @@ from toolgram.cache import LRU
 
 
 COMPILED_KEPT = 32          # compiled grammars a Decoder keeps (about 1.4 MB each for 20 tools at a 4k vocabulary)
+# llguidance's lexer work per mask (its default, 200k, is about 14 ms of lexer building): a capped text lexeme
+# (``max_reasoning``) beside a header's other lexemes can need more the first time the lexer meets a state,
+# and a mask that runs out fails the sequence ("too many expressions constructed"); measured with the demo
+# tokenizer (harmony, max_reasoning=64, random walks): 9 of 20 walks failed at 200k, none at 1M or 2M, the
+# slowest mask 8.7 ms
+STEP_LEXER_FUEL = 2_000_000
+
+
+def llguidance_limits():
+    """The `llguidance.LLParserLimits` toolgram's own matchers run under (`STEP_LEXER_FUEL`)."""
+    import llguidance
+    return llguidance.LLParserLimits(step_lexer_fuel=STEP_LEXER_FUEL)
 
 
 class DecodingError(RuntimeError):
@@ -102,7 +114,7 @@ class Decoder:
         template = self._compiled.get(grammar)
         if template is None:
             import llguidance
-            template = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
+            template = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0, limits=llguidance_limits())
             if template.is_error():
                 raise DecodingError(f"the constraint does not compile: {template.get_error()}")
             self._compiled.put(grammar, template)

@@ -161,6 +161,31 @@ def test_harmony_headers_in_every_spelling(name, tok):
         assert check(v, c.text, out) is None, out
 
 
+@pytest.mark.parametrize("name", ["harmony", "harmony_llmjp"])
+@pytest.mark.parametrize("tok", ["bytes", "bytes+special", "markers"])
+def test_builtin_recipients_are_reasoning_and_functions_are_calls(name, tok):
+    """Issue 13: a message to a builtin recipient (any name but functions.*, up to the recipient's
+    max_length: 64 with the space before it) is accepted where the parser reads it as reasoning, a longer one
+    is not read as a header and not written; functions.NAME there is a call, refused for a tool the request
+    does not have."""
+    import toolgram
+    g = toolgram.load(name)
+    tools = corpus.tool_sets()["weather"]
+    v = _vocab(tok, name)
+    c = g.constraint(tools, "auto", tokenizer=v.added)
+    call = ('<|start|>assistant<|channel|>commentary to=functions.get_weather json<|message|>{"city": "Oslo"}'
+            '<|call|>')
+    for recipient, accepted in [("python", True), ("browser.search", True), ("container.exec", True),
+                                ("x" * 60, True), ("x" * 61, False), ("functions.evil", False)]:
+        for head in (f"<|channel|>analysis to={recipient} code",
+                     f"<|start|>assistant to={recipient}<|channel|>analysis"):
+            out = f"{head}<|message|>print(1)<|call|>{call}"
+            r = g.parse(out, tools)
+            read = (r.content, r.reasoning_content, [t.name for t in r.tool_calls], r.recovered)
+            assert (read == (None, "print(1)", ["get_weather"], 0)) == accepted, (out, read)
+            assert (check(v, c.text, out) is None) == accepted, out
+
+
 def test_what_the_parser_reads_the_constraint_allows():
     """Issue 13 item 5: pythonic enum strings in single quotes, and a call object's declared native id."""
     import toolgram

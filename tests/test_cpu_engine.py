@@ -232,3 +232,38 @@ def test_no_orphan_when_the_server_process_dies(model_path, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+@pytest.mark.parametrize("name", ["harmony", "harmony_llmjp"])
+def test_capped_reasoning_stays_within_the_matchers_lexer_limits(name):
+    """With reasoning capped (``max_reasoning``, the demo server's 64) a mask can need more lexer building than
+    llguidance's default per-step fuel (at 200k, 9 of these 20 harmony walks failed with "too many expressions
+    constructed"); toolgram's matchers run with `decoding.STEP_LEXER_FUEL`: random walks over the demo
+    tokenizer, every allowed token equally likely, never meet the limit."""
+    import random
+    import numpy as np
+    import llguidance
+    import llguidance.numpy as lnp
+    from toolgram.runtime.decoding import llguidance_limits
+    from toolgram.serve.demo_model import build_tokenizer, markers_of
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    g = toolgram.load(name)
+    tok = build_tokenizer(markers_of(g))
+    lt = llguidance.LLTokenizer(tok.to_str(), eos_token=0)
+    mask = lnp.allocate_token_bitmask(1, lt.vocab_size)
+    walked = 0
+    for mode in ("auto", "required"):
+        text = g.constraint([weather], mode, tokenizer=tok, max_reasoning=64).text
+        for seed in range(10):
+            rng = random.Random(seed)
+            m = llguidance.LLMatcher(lt, text, log_level=0, limits=llguidance_limits())
+            for _ in range(400):
+                lnp.fill_next_token_bitmask(m, mask, 0)
+                assert not m.is_error(), (mode, seed, m.get_error()[:200])
+                allowed = np.flatnonzero(np.unpackbits(mask[0].view(np.uint8), bitorder="little")[:lt.vocab_size])
+                if m.is_stopped() or not len(allowed):
+                    break
+                assert m.consume_token(int(rng.choice(allowed))), (mode, seed, m.get_error()[:200])
+                walked += 1
+    assert walked > 1000

@@ -147,7 +147,8 @@ def _check_output(c, tokenizer, path: str) -> int:
                                                   eos_token=256, n_vocab=None, slices=None)
         ids = list(text.encode("utf-8"))
         how = "bytes (no tokenizer given: every marker spelled byte by byte)"
-    m = llguidance.LLMatcher(lt, c.text, log_level=0)
+    from toolgram.runtime.decoding import llguidance_limits
+    m = llguidance.LLMatcher(lt, c.text, log_level=0, limits=llguidance_limits())
     if m.is_error():
         print(f"grammar error: {m.get_error()}")
         return 2

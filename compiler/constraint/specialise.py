@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from toolgram.cache import LRU
 from toolgram.errors import ConstraintError
-from toolgram.compiler.regexlang import (Unsupported, bounded, capture_template, regex_char, render_capture,
-                                         split_at_words, whitespace_run)
+from toolgram.compiler.regexlang import (Unsupported, bound_for, bounded, capture_template, regex_char,
+                                         render_capture, split_at_words, whitespace_run)
 from toolgram.compiler.schema_grammar import SchemaGrammar, join
 from toolgram.ir import (BLOCK, EMPTY, LITERAL, LOOKAHEAD, PATTERN, TEXT, Alt, ArgSpec, CompiledGrammar, Lit, Node,
                          Ref, Regex, Rep, Seq, Text, Tok, alt, opt, seq)
@@ -156,13 +156,17 @@ class Specialiser:
                 usual = "".join(c for c in chars if c in " \n") or chars
                 return self.blank(hi, usual, lo)
             try:
-                split = split_at_words(spec.source, self._markers())
+                # unbounded repetitions capped: whitespace as the request's separator, the others within
+                # the terminal's max_length, else to a few characters
+                blank = (" \n", self.whitespace.separator)
+                bound = bound_for(spec.source, spec.max_length, blank=blank)
+                split = split_at_words(spec.source, self._markers(), bound, blank)
                 if split is not None:             # a marker inside the pattern: written as the marker
                     return alt(*[seq(*[Lit(x) if kind == "word" else _regex_part(x) for kind, x in parts])
                                  for parts in split])
-                return Regex(bounded(spec.source))
+                return Regex(bounded(spec.source, bound, blank))
             except Unsupported:
-                return None                       # e.g. a lookahead: the constraint leaves this branch out
+                return None                       # e.g. a lookbehind: the constraint leaves this branch out
         if spec.kind == TEXT:
             if spec.role == "content" and not self.content_ok:
                 return None                       # required / named: no free text
