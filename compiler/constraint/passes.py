@@ -693,7 +693,7 @@ class _LazyHeads:
         return _alt(*options)
 
 
-_SKELETONS = LRU("constraint_skeletons", 256)  # (tokens, skeleton, what it asks of the tools' rules) -> its rewrite
+_SKELETONS = LRU("constraint_skeletons", 256)  # (tokens, skeleton rules) -> (their rewrite, what it asked)
 
 
 def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -> dict:
@@ -709,15 +709,16 @@ def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -
         return _rewrite_all(_LazyHeads(dict(rules), tokens))
     key = (tuple(sorted(tokens.items())), tuple([(n, rules[n]) for n in skeleton]))
     kept = _SKELETONS.get(key)
-    if kept is not None:
-        outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
-        if outside.replay(kept[1]):
-            return {**kept[0], **outside.rewritten()}
     outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
-    ls = _LazyHeads({n: rules[n] for n in skeleton}, tokens, outside=outside)
-    done = _rewrite_all(ls)
-    _SKELETONS.put(key, (done, tuple(ls.events)))
-    return {**done, **outside.rewritten()}
+    if kept is None or not outside.replay(kept[1]):
+        outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
+        ls = _LazyHeads({n: rules[n] for n in skeleton}, tokens, outside=outside)
+        kept = (_rewrite_all(ls), tuple(ls.events))
+        _SKELETONS.put(key, kept)
+    tools = _rewrite_all(outside.lt, skip=outside.skeleton)
+    if tools is None:                            # (a tool rule's rewrite split a skeleton rule: not met so far)
+        return _rewrite_all(_LazyHeads(dict(rules), tokens))
+    return {**kept[0], **tools}
 
 
 class _Outside:
@@ -759,13 +760,6 @@ class _Outside:
                 return False
         return True
 
-    def rewritten(self) -> dict:
-        """The tool rules and those made from them, rewritten."""
-        out = _rewrite_all(self.lt, skip=self.skeleton)
-        if out is None:                          # (a tool rule's pass split a skeleton rule: not so far)
-            raise AssertionError("lazy_heads: the tools' rules reach into the skeleton")
-        return out
-
 
 def _rewrite_all(lh: _LazyHeads, skip: frozenset = frozenset()) -> dict | None:
     """``lh``'s rules rewritten, but for ``skip`` (None: the pass split one of those)."""
@@ -781,9 +775,9 @@ def _rewrite_all(lh: _LazyHeads, skip: frozenset = frozenset()) -> dict | None:
     return {name: out[name] for name in lh.rules if name not in skip}
 
 
-def finish(rules: dict, refs: dict | None = None) -> dict:
+def finish(rules: dict) -> dict:
     """The rules reachable from "start" (start first, the others in their order), loops rewritten by
-    `_no_adjacent_text` (one walk does both).  ``refs``, where given, gets each rule's references."""
+    `_no_adjacent_text` (one walk does both)."""
     done: dict = {}
     memo: dict = {}
     todo = ["start"]
@@ -791,11 +785,9 @@ def finish(rules: dict, refs: dict | None = None) -> dict:
         name = todo.pop()
         if name in done or name not in rules:
             continue
-        found: set = set()
-        done[name] = _no_adjacent_text(rules[name], memo, found, rules)
-        todo.extend(r for r in found if r not in done)
-        if refs is not None:
-            refs[name] = found
+        refs: set = set()
+        done[name] = _no_adjacent_text(rules[name], memo, refs, rules)
+        todo.extend(r for r in refs if r not in done)
     return {"start": done["start"], **{k: done[k] for k in rules if k in done and k != "start"}}
 
 
