@@ -208,6 +208,7 @@ class _LazyHeads:
         # rules this pass does not hold, known by what ``outside`` (`_Outside`) answers of them
         self.outside = outside
         self.events: list = []                   # what was asked of ``outside`` and its answers, in order
+        self.tested: set = set()                 # the markers first literals were told apart by (`_seen_as`)
         self.derived: dict = {}
         self.done: dict = {}
         self.ended: dict = {}
@@ -375,6 +376,8 @@ class _LazyHeads:
             self.found |= hit[2]
             return hit[1]
         firsts, other = self.first(nxt)
+        if self.outside is not None:
+            self.tested.update(excluded)
         found = set()
         for f in firsts:
             stop = max((e for e in excluded if e and f.startswith(e)), key=len, default=None)
@@ -417,6 +420,7 @@ class _LazyHeads:
             if key not in self.derived and self.outside and node.name in self.outside.names:
                 firsts = self.answer(node.name)[1][0]
                 made = None
+                self.tested.add(lit)
                 if any(f.startswith(lit) for f in firsts):     # (else `derive` finds none there)
                     made = self.make_outside("derive", node.name, lit)
                 self.derived[key] = made
@@ -693,7 +697,7 @@ class _LazyHeads:
         return _alt(*options)
 
 
-_SKELETONS = LRU("constraint_skeletons", 256)  # (tokens, skeleton rules) -> (their rewrite, what it asked)
+_SKELETONS = LRU("constraint_skeletons", 256)  # (tokens, skeleton rules) -> (rewrite, what it asked, marks)
 
 
 def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -> dict:
@@ -710,10 +714,10 @@ def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -
     key = (tuple(sorted(tokens.items())), tuple([(n, rules[n]) for n in skeleton]))
     kept = _SKELETONS.get(key)
     outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
-    if kept is None or not outside.replay(kept[1]):
+    if kept is None or not outside.replay(kept[1], kept[2]):
         outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
         ls = _LazyHeads({n: rules[n] for n in skeleton}, tokens, outside=outside)
-        kept = (_rewrite_all(ls), tuple(ls.events))
+        kept = (_rewrite_all(ls), tuple(ls.events), frozenset(ls.tested | set(tokens)))
         _SKELETONS.put(key, kept)
     tools = _rewrite_all(outside.lt, skip=outside.skeleton)
     if tools is None:                            # (a tool rule's rewrite split a skeleton rule: not met so far)
@@ -750,15 +754,27 @@ class _Outside:
         lt.rules[made] = body
         return True
 
-    def replay(self, events) -> bool:
-        """Whether the tool rules answer ``events`` (a kept pass's) as they did; the rules made on the way."""
+    def replay(self, events, marks: frozenset) -> bool:
+        """Whether the tool rules answer ``events`` (a kept pass's) as they did, their first literals told
+        apart as that pass told them apart (by ``marks``, `_seen_as`); the rules made on the way."""
         for ev in events:
             if ev[0] == "ask":
-                if self.ask(ev[1]) != ev[2]:
+                now, then = self.ask(ev[1]), ev[2]
+                if now[0] != then[0] or now[2] != then[2] or now[1][1] != then[1][1] or \
+                        _seen_as(now[1][0], marks) != _seen_as(then[1][0], marks):
                     return False
             elif self.make(*ev[:4]) != ev[4]:
                 return False
         return True
+
+
+def _seen_as(firsts, marks: frozenset) -> frozenset:
+    """First literals as a pass sees them that only asks whether they begin with one of ``marks`` (the markers
+    text excludes, the tokens, the literals it derives by): each by the longest of those it begins with ("":
+    none).  A literal begins with a mark exactly when that mark begins its longest one (both begin it), so two
+    sets seen alike give every such question the same answers: tool names after a marker differ, the rewrite
+    does not."""
+    return frozenset(max((m for m in marks if f.startswith(m)), key=len, default="") for f in firsts)
 
 
 def _rewrite_all(lh: _LazyHeads, skip: frozenset = frozenset()) -> dict | None:
