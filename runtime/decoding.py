@@ -20,9 +20,9 @@ from toolgram.cache import LRU
 COMPILED_KEPT = 32          # compiled grammars a Decoder keeps (about 1.4 MB each for 20 tools at a 4k vocabulary)
 # llguidance's lexer work per mask (its default, 200k, is about 14 ms of lexer building): a capped text lexeme
 # (``max_reasoning``) beside a header's other lexemes can need more the first time the lexer meets a state,
-# and a mask that runs out fails the sequence ("too many expressions constructed"); measured with the demo
-# tokenizer (harmony, max_reasoning=64, random walks): 9 of 20 walks failed at 200k, none at 1M or 2M, the
-# slowest mask 8.7 ms
+# and a mask that runs out fails the sequence ("too many expressions constructed"); random walks with the demo
+# tokenizer, max_reasoning=64: 9 of 20 failed at 200k, none at 1M or 2M, the slowest mask 8.7 ms
+# (docs/constraints.md)
 STEP_LEXER_FUEL = 2_000_000
 
 

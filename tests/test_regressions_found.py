@@ -121,3 +121,19 @@ def test_tiny_top_p_or_temperature_samples():
                     "stream": stream, **sampling})
                 assert r.status_code == 200, r.text[:300]
                 assert "error" not in r.text, r.text[:300]
+
+
+def test_xml_value_never_holds_back_text_it_has_read():
+    """Found by tests/test_fuzz.py (a mutated minimax_m3 case): an element-tree value whose first delta ended
+    with the text that also begins its closing tag (``]<]minimax[>[``, read by the key before it) held those
+    characters back from before where the value began, so the scan moved backwards and read them again with
+    the next delta as the value's closing tag: the value lost its text.  `xml_tree._partial` now looks only at
+    the value's own unread characters."""
+    g = toolgram.load("minimax_m3")
+    tools = corpus.load_cases("minimax_m3")[2].tools
+    text = ('</mm:think>]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="list_files">]<]minimax[>[</invok0\n'
+            ']<]minimax[>[</tool_call>')
+    one = corpus.summary(g.parse(text, tools, new_id=corpus.counter_ids()))
+    assert json.loads(one["calls"][0]["arguments"]) == {"/invok0\n]<]minimax[": "[</tool_call>"}
+    for k in range(1, len(text)):
+        assert _rebuilt(g, text, [text[:k], text[k:]], tools) == one, k

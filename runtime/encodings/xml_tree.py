@@ -33,9 +33,11 @@ def _prepare(options: dict) -> dict:
     return {"tag_prefix": options.get("tag_prefix", ""), "item_tag": options.get("item_tag", "item")}
 
 
-def _partial(buf: str, n: int, marker: str) -> int:
-    """How many characters at the end of ``buf`` are a proper prefix of ``marker`` (held back)."""
-    for k in range(min(len(marker) - 1, n), 0, -1):
+def _partial(buf: str, most: int, marker: str) -> int:
+    """How many of the last ``most`` characters of ``buf`` (the value's own, not yet read) end it as a proper
+    prefix of ``marker`` (held back).  Never more: text before them was read already, and holding it back
+    would move the scan backwards (then a marker spelled across it and the next delta would be read twice)."""
+    for k in range(min(len(marker) - 1, most), 0, -1):
         if buf.endswith(marker[:k]):
             return k
     return 0
@@ -179,7 +181,7 @@ class TreeValue:
             if st == _SCALAR:
                 i = buf.find(self.close, pos)
                 if i < 0:
-                    end = n if eof else n - _partial(buf, n, self.close)
+                    end = n if eof else n - _partial(buf, n - pos, self.close)
                     if end > pos:
                         out.value_text(buf[pos:end])
                     return end, MORE
@@ -221,7 +223,7 @@ class TreeValue:
             if st == _CONTENT:
                 i = buf.find(self.open, pos)
                 if i < 0:
-                    end = n if eof else n - _partial(buf, n, self.open)
+                    end = n if eof else n - _partial(buf, n - pos, self.open)
                     self.leaf.append(buf[pos:end])
                     return end, MORE
                 self.leaf.append(buf[pos:i])
@@ -258,7 +260,7 @@ class TreeValue:
         while True:
             i = buf.find(self.open, pos)
             if i < 0:
-                return (n if eof else n - _partial(buf, n, self.open)), MORE
+                return (n if eof else n - _partial(buf, n - pos, self.open)), MORE
             tag = self._tag(buf, i, n)
             if tag[0] == _NEED:
                 return (n if eof else i), MORE
