@@ -143,14 +143,15 @@ def _lit(code: int) -> str:
 
 
 def _blank_run(lo: int, hi, body, blank):
-    """An unbounded run of one whitespace item under ``blank`` (characters to keep, most):
-    (the characters it may write, its most); None for any other repetition."""
+    """An unbounded run of one whitespace item under ``blank`` (characters to keep, most), as a unit
+    (character set, fewest, most) of the characters it may write; None for any other repetition."""
     if blank is None or hi is not C.MAXREPEAT or len(body) != 1:
         return None
     chars = _blank_chars(*body[0])
     if chars is None:
         return None
-    return "".join(c for c in chars if c in blank[0]) or chars, max(lo, blank[1])
+    chars = "".join(c for c in chars if c in blank[0]) or chars
+    return (False, tuple((ord(c), ord(c)) for c in chars)), lo, max(lo, blank[1])
 
 
 def _unparse(items, bound: int, top: bool = False, blank=None) -> str:
@@ -177,7 +178,7 @@ def _unparse(items, bound: int, top: bool = False, blank=None) -> str:
             lo, hi, body = arg
             run = _blank_run(lo, hi, body, blank)
             if run is not None:
-                out.append(_unit_text(((False, tuple((ord(c), ord(c)) for c in run[0])), lo, run[1])))
+                out.append(_unit_text(run))
                 continue
             if hi is C.MAXREPEAT:
                 hi = lo + bound
@@ -219,7 +220,7 @@ def _longest(items, bound: int, blank) -> int:
             lo, hi, body = arg
             run = _blank_run(lo, hi, body, blank)
             if run is not None:
-                total += run[1]
+                total += run[2]
             else:
                 total += (lo + bound if hi is C.MAXREPEAT else hi) * _longest(body, bound, blank)
         else:
@@ -337,7 +338,7 @@ def _units(items, bound: int, blank) -> tuple:
             lo, hi, body = arg
             run = _blank_run(lo, hi, body, blank)
             if run is not None:
-                out.append(((False, tuple((ord(c), ord(c)) for c in run[0])), lo, run[1]))
+                out.append(run)
                 continue
             if len(body) != 1:
                 raise Unsupported("a repeated group after a lookahead")

@@ -243,12 +243,32 @@ class _LazyHeads:
         ``lit``, made there under a name given here (None: there is none)."""
         made = f"{name}__{self.suffix}{len(self.derived)}" if what == "derive" else \
             f"{name}__{self.part}then{len(self.ended)}"
-        ok = self.outside.make(what, name, lit, made)
+        ok = self.outside.lt.make_rule(what, name, lit, made)
         self.events.append((what, name, lit, made, ok))
         if not ok:
             return None
         self.outside.names.add(made)
         return made
+
+    def make_rule(self, what: str, name: str, lit: str, made: str) -> bool:
+        """Rule ``made``: rule ``name``'s derivative by ``lit`` (``what`` "derive") or its strings ending in text
+        up to the marker ``lit`` ("ending"), recorded under (name, lit); False, and no rule, where it has none.
+        While it is made, a reference back to it sees it (empty)."""
+        memo = self.derived if what == "derive" else self.ended
+        memo[(name, lit)] = made
+        self.rules[made] = EMPTY
+        if what == "derive":
+            body = self.derive(self.rules[name], lit)
+        else:
+            self._making += 1
+            body = self.ending(self.rules[name], lit)
+            self._making -= 1
+        if body is None:
+            del self.rules[made]
+            memo[(name, lit)] = None
+            return False
+        self.rules[made] = body
+        return True
 
     # (node classes have no subclasses: the walks test exact types, cheaper than isinstance chains)
     def nullable(self, node: Node) -> bool:
@@ -427,15 +447,7 @@ class _LazyHeads:
             if key not in self.derived and self.split(node.name, lit):
                 return Ref(self.derived[key])
             if key not in self.derived:
-                name = f"{node.name}__{self.suffix}{len(self.derived)}"
-                self.derived[key] = name
-                self.rules[name] = EMPTY
-                body = self.derive(self.rules[node.name], lit)
-                if body is None:
-                    del self.rules[name]
-                    self.derived[key] = None
-                    return None
-                self.rules[name] = body
+                self.make_rule("derive", node.name, lit, f"{node.name}__{self.suffix}{len(self.derived)}")
             name = self.derived[key]
             return Ref(name) if name else None
         if t is not Alt and t is not Seq and (t is not Rep or node.hi == 0):
@@ -633,17 +645,7 @@ class _LazyHeads:
                 if type(body) is Seq and len(body.items) > 2 and type(body.items[0]) is Lit and \
                         body.items[0].text in self.found:
                     self.split(node.name, body.items[0].text)    # (its derivative will share the ending)
-                name = f"{node.name}__{self.part}then{len(self.ended)}"
-                self.ended[key] = name
-                self.rules[name] = EMPTY
-                self._making += 1
-                body = self.ending(self.rules[node.name], m)
-                self._making -= 1
-                if body is None:
-                    del self.rules[name]
-                    self.ended[key] = None
-                    return None
-                self.rules[name] = body
+                self.make_rule("ending", node.name, m, f"{node.name}__{self.part}then{len(self.ended)}")
             name = self.ended[key]
             return Ref(name) if name else None
         t = type(node)
@@ -715,7 +717,8 @@ def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -
     kept = _SKELETONS.get(key)
     outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
     if kept is None or not outside.replay(kept[1], kept[2]):
-        outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
+        if kept is not None:                     # (the replay made rules in that pass: start afresh)
+            outside = _Outside(_LazyHeads(dict(rules), tokens, part="t"), rules, skeleton)
         ls = _LazyHeads({n: rules[n] for n in skeleton}, tokens, outside=outside)
         kept = (_rewrite_all(ls), tuple(ls.events), frozenset(ls.tested | set(tokens)))
         _SKELETONS.put(key, kept)
@@ -727,7 +730,7 @@ def lazy_heads(rules: dict, tokens: dict, tool_rules: frozenset = frozenset()) -
 
 class _Outside:
     """The tool rules as the skeleton's pass sees them: what it asks (nullable, first, tails) answered by
-    the pass ``lt`` over all the rules, the derivatives and endings it names made there."""
+    the pass ``lt`` over all the rules, the derivatives and endings it names made there (`make_rule`)."""
 
     def __init__(self, lt: _LazyHeads, rules: dict, skeleton: list):
         self.lt = lt
@@ -739,21 +742,6 @@ class _Outside:
         first = lt.first(ref)
         return lt.nullable(ref), (frozenset(first[0]), first[1]), lt.tails(ref)
 
-    def make(self, what: str, name: str, lit: str, made: str) -> bool:
-        lt = self.lt                             # (as `derive` and `ending` make a rule of a reference)
-        memo = lt.derived if what == "derive" else lt.ended
-        memo[(name, lit)] = made
-        lt.rules[made] = EMPTY
-        lt._making += what == "ending"
-        body = lt.derive(lt.rules[name], lit) if what == "derive" else lt.ending(lt.rules[name], lit)
-        lt._making -= what == "ending"
-        if body is None:
-            memo[(name, lit)] = None
-            del lt.rules[made]
-            return False
-        lt.rules[made] = body
-        return True
-
     def replay(self, events, marks: frozenset) -> bool:
         """Whether the tool rules answer ``events`` (a kept pass's) as they did, their first literals told
         apart as that pass told them apart (by ``marks``, `_seen_as`); the rules made on the way."""
@@ -763,7 +751,7 @@ class _Outside:
                 if now[0] != then[0] or now[2] != then[2] or now[1][1] != then[1][1] or \
                         _seen_as(now[1][0], marks) != _seen_as(then[1][0], marks):
                     return False
-            elif self.make(*ev[:4]) != ev[4]:
+            elif self.lt.make_rule(*ev[:4]) != ev[4]:
                 return False
         return True
 

@@ -97,9 +97,8 @@ class Specialiser:
         hi = max(fewest, sep if most is None else min(most, sep))
         chars = "".join(sorted(set(chars)))
         key = (chars, fewest, hi)
-        # one node per run across requests: the kept leaves and variants hold these too, and a node both they
-        # and this request's calls hold is written once (the constraint text does not depend on what was built
-        # before); never dropped (few: whitespace sets x bounds up to 64)
+        # one node per run across requests (the kept leaves and variants hold these too); never dropped (few:
+        # whitespace sets x bounds up to 64)
         node = _BLANK_RUNS.get(key)
         if node is None:
             cls = "".join(regex_char(ord(c)) for c in chars)
